@@ -1,0 +1,37 @@
+# The README's two commands: `make run` (set up + start the app) and `make test` (set up + run the tests).
+PY ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: run test test-all setup browser-deps lint bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip >/dev/null
+	$(BIN)/pip install -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+# Debian's chromium for the real-browser tests (Playwright drives it; no browser download).
+browser-deps:
+	@command -v chromium >/dev/null 2>&1 || { (apt-get update -q && apt-get install -y -q chromium fonts-dejavu-core) || \
+	  (sudo apt-get update -q && sudo apt-get install -y -q chromium fonts-dejavu-core); }
+
+run: $(STAMP)
+	$(BIN)/convscope serve --host $(HOST) --port $(PORT)
+
+test: $(STAMP) browser-deps
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check app tests bench
+
+bench: $(STAMP)
+	$(BIN)/python bench/serve_latency.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,3 @@
+"""convscope: look inside convolutional neural networks."""
+
+__version__ = "0.1.0"

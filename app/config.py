@@ -1,0 +1,49 @@
+"""One settings object for the whole app, read once from the environment (prefix ``CONVSCOPE_``)."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """Everything that can be tuned, with defaults that run the embedded app."""
+
+    model_config = SettingsConfigDict(env_prefix="CONVSCOPE_", env_file=None, extra="ignore")
+
+    models_dir: Path = Field(ROOT / "models", description="folder of <name>/weights.safetensors + card.json")
+    data_dir: Path = Field(ROOT / "data", description="the store: SQLite database and blob folder")
+    dataset_path: str | None = Field(
+        None, description="default data set for max-activating examples (ImageFolder dir or zip)")
+    torchvision_models: list[str] = Field(
+        default_factory=list,
+        description="torchvision ImageNet classifiers to serve when their weights are cached or downloadable "
+                    "(e.g. ['alexnet','vgg16','resnet18'])")
+    default_model: str = "cifarnet"
+
+    # Upload limits (shown in the UI and in the OpenAPI description).
+    max_upload_bytes: int = Field(10 * 1024 * 1024, description="largest upload accepted, in bytes")
+    max_pixels: int = Field(40_000_000, description="largest decoded image accepted, width x height")
+    max_side: int = Field(12_000, description="largest width or height accepted, in pixels")
+    max_stored_side: int = Field(1024, description="uploads are scaled down to this side before storage")
+
+    # Serving.
+    inference_concurrency: int = Field(max(1, min(4, os.cpu_count() or 1)),
+                                       description="model forward passes running at once")
+    inference_wait_s: float = Field(10.0, description="how long a request waits for a slot before 503")
+    torch_threads: int = Field(max(1, os.cpu_count() or 1), description="intra-op threads for torch")
+    cors_origins: list[str] = Field(default_factory=list, description="origins allowed to call /api (CORS)")
+    upload_rate_per_minute: int = Field(0, description="uploads per client per minute (0 = unlimited)")
+    topk: int = 5
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings (override in tests through ``create_app(settings)``)."""
+    return Settings()

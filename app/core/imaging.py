@@ -1,0 +1,245 @@
+"""Images in and out: safe decoding of uploads, colormaps, mosaics and PNG encoding.
+
+This is the only module that turns tensors into picture bytes. Colormap: viridis (perceptually
+uniform, readable by people with the common colour-vision deficiencies and in greyscale), evaluated
+with a published 6th-order polynomial fit, so no plotting library is needed.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import struct
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image, ImageFile, ImageOps
+
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+ACCEPTED_FORMATS = {"JPEG": "JPEG", "MPO": "JPEG", "PNG": "PNG", "WEBP": "WebP", "BMP": "BMP", "GIF": "GIF"}
+
+_VIRIDIS = np.array([
+    [0.2777273272234177, 0.005407344544966578, 0.3340998053353061],
+    [0.1050930431085774, 1.404613529898575, 1.384590162594685],
+    [-0.3308618287255563, 0.214847559468213, 0.09509516302823659],
+    [-4.634230498983486, -5.799100973351585, -19.33244095627987],
+    [6.228269936347081, 14.17993336680509, 56.69055260068105],
+    [4.776384997670288, -13.74514537774601, -65.35303263337234],
+    [-5.435455855934631, 4.645852612178535, 26.3124352495832],
+])
+
+
+def _viridis_lut() -> np.ndarray:
+    t = np.linspace(0.0, 1.0, 256)[:, None]
+    rgb = np.zeros((256, 3))
+    for c in _VIRIDIS[::-1]:
+        rgb = rgb * t + c
+    return (np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+VIRIDIS_LUT = _viridis_lut()
+
+
+class ImageError(ValueError):
+    """An upload that cannot be used; ``code`` names the problem, the message says what to do."""
+
+    def __init__(self, code: str, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.code = code
+        self.status = status
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    """A decoded upload: upright RGB pixels plus what was found in the file."""
+
+    image: Image.Image
+    format: str
+    original_size: tuple[int, int]
+    frames: int
+
+
+def decode_image(data: bytes, *, max_pixels: int, max_side: int) -> DecodedImage:
+    """Decode untrusted bytes into an upright RGB image, or raise :class:`ImageError`.
+
+    Checks the declared size before decoding pixels (decompression bombs), decodes fully (truncated
+    files fail here, not later), applies the EXIF orientation, keeps the first frame of an animation,
+    flattens alpha on white and maps CMYK, 16-bit, palette and 1-bit images to 8-bit RGB.
+    """
+    if not data:
+        raise ImageError("empty", "The file is empty (0 bytes). Choose a photo file and upload it again.")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            im = Image.open(io.BytesIO(data))
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageError("too_many_pixels", f"The image declares more than {max_pixels:,} pixels. "
+                         "Resize it and upload it again.", 413) from None
+    except Exception:  # Pillow raises many types for garbage
+        raise ImageError("not_an_image", "This file is not an image we can read. Upload a JPEG, PNG, "
+                         "WebP, BMP or GIF file.", 415) from None
+    fmt = ACCEPTED_FORMATS.get(im.format or "")
+    if fmt is None:
+        raise ImageError("unsupported_format", f"{im.format} images are not accepted. Upload a JPEG, PNG, "
+                         "WebP, BMP or GIF file.", 415)
+    w, h = im.size
+    if w < 1 or h < 1:
+        raise ImageError("not_an_image", "The image has no pixels. Upload another file.", 415)
+    if w > max_side or h > max_side or w * h > max_pixels:
+        raise ImageError("too_many_pixels", f"The image is {w}x{h} pixels; the limit is {max_side} pixels a side "
+                         f"and {max_pixels:,} pixels in all. Resize it and upload it again.", 413)
+    frames = int(getattr(im, "n_frames", 1) or 1)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            im.seek(0)
+            im.load()
+            im = ImageOps.exif_transpose(im) or im
+            rgb = to_rgb(im)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageError("too_many_pixels", "The image is too large to decode. Resize it and upload it again.",
+                         413) from None
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error):
+        raise ImageError("truncated", "The image file is damaged or incomplete (truncated). "
+                         "Save or export it again and upload the new file.") from None
+    return DecodedImage(image=rgb, format=fmt, original_size=(w, h), frames=frames)
+
+
+def to_rgb(im: Image.Image) -> Image.Image:
+    """Any Pillow mode -> 8-bit RGB; transparency is flattened on white, 16-bit is rescaled."""
+    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        a = np.asarray(im, dtype=np.float64)
+        top = 65535.0 if im.mode.startswith("I;16") else max(1.0, float(a.max()))
+        g = Image.fromarray(np.clip(a / top * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
+        return g.convert("RGB")
+    if im.mode == "F":
+        a = np.asarray(im, dtype=np.float64)
+        lo, hi = float(a.min()), float(a.max())
+        g = (a - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(a)
+        return Image.fromarray(g.astype(np.uint8), "L").convert("RGB")
+    if im.mode == "P" and "transparency" in im.info:
+        im = im.convert("RGBA")
+    if im.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = im.convert("RGBA")
+        bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(bg, rgba).convert("RGB")
+    return im.convert("RGB")
+
+
+def limit_side(im: Image.Image, side: int) -> Image.Image:
+    """Scale an image down (never up) so that its longer side is at most ``side``."""
+    if max(im.size) <= side:
+        return im
+    s = side / max(im.size)
+    return im.resize((max(1, round(im.width * s)), max(1, round(im.height * s))), Image.Resampling.LANCZOS)
+
+
+def png_bytes(im: Image.Image) -> bytes:
+    """Encode as PNG with no metadata."""
+    buf = io.BytesIO()
+    im.save(buf, format="PNG", optimize=False, compress_level=3)
+    return buf.getvalue()
+
+
+def colorize(x: np.ndarray) -> np.ndarray:
+    """Values in [0, 1] (any shape) -> uint8 RGB through viridis (shape + (3,))."""
+    idx = np.clip(np.nan_to_num(x) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    return VIRIDIS_LUT[idx]
+
+
+def channel_ranges(act: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel (min, max) of a (C, H, W) activation."""
+    flat = act.reshape(act.shape[0], -1)
+    return flat.min(1).values, flat.max(1).values
+
+
+def normalize_channels(act: torch.Tensor) -> np.ndarray:
+    """Scale each channel of (C, H, W) to [0, 1] by its own min and max (flat channels -> 0)."""
+    lo, hi = channel_ranges(act)
+    span = (hi - lo).clamp(min=1e-12)
+    out = (act - lo[:, None, None]) / span[:, None, None]
+    out[(hi - lo) <= 1e-12] = 0.0
+    return out.float().numpy()
+
+
+def grid_shape(n: int, aspect: float = 1.0) -> tuple[int, int]:
+    """Rows and columns for ``n`` tiles, roughly square."""
+    cols = max(1, math.ceil(math.sqrt(n * aspect)))
+    return math.ceil(n / cols), cols
+
+
+def mosaic(tiles: np.ndarray, cols: int | None = None, scale: int = 1, pad: int = 1,
+           background: tuple[int, int, int] = (255, 255, 255)) -> Image.Image:
+    """Tile uint8 images (N, h, w, 3) into one image, each tile enlarged ``scale``x (nearest)."""
+    n, h, w, _ = tiles.shape
+    if cols is None:
+        _, cols = grid_shape(n)
+    rows = math.ceil(n / cols)
+    th, tw = h * scale, w * scale
+    out = np.empty((rows * (th + pad) + pad, cols * (tw + pad) + pad, 3), dtype=np.uint8)
+    out[:] = background
+    for i in range(n):
+        r, c = divmod(i, cols)
+        tile = tiles[i].repeat(scale, 0).repeat(scale, 1) if scale > 1 else tiles[i]
+        y, x = pad + r * (th + pad), pad + c * (tw + pad)
+        out[y:y + th, x:x + tw] = tile
+    return Image.fromarray(out, "RGB")
+
+
+def tile_scale(h: int, w: int, target: int = 64) -> int:
+    """Integer nearest-neighbour enlargement that brings a small map near ``target`` pixels."""
+    return max(1, min(16, target // max(1, max(h, w))))
+
+
+def activation_grid(act: torch.Tensor, cols: int | None = None, target: int = 64) -> Image.Image:
+    """(C, H, W) activation -> a mosaic with one viridis tile per channel, each scaled on its own."""
+    if act.dim() == 1:
+        act = act[:, None, None]
+    tiles = colorize(normalize_channels(act.detach().float().cpu()))
+    return mosaic(tiles, cols=cols, scale=tile_scale(act.shape[1], act.shape[2], target))
+
+
+def channel_image(act2d: torch.Tensor, target: int = 256) -> Image.Image:
+    """One (H, W) map -> an enlarged viridis image, scaled to its own min and max."""
+    tiles = colorize(normalize_channels(act2d.detach().float().cpu()[None]))
+    return mosaic(tiles, cols=1, scale=tile_scale(*act2d.shape, target=target), pad=0)
+
+
+def vector_image(v: torch.Tensor, cell: int = 6, cols: int = 64) -> Image.Image:
+    """A (F,) vector (linear layer output) -> a grid of viridis cells scaled to the vector's range."""
+    x = v.detach().float().cpu().flatten()
+    lo, hi = float(x.min()), float(x.max())
+    norm = ((x - lo) / (hi - lo)).numpy() if hi > lo else np.zeros(x.shape, dtype=np.float32)
+    tiles = colorize(norm)[:, None, None, :]
+    return mosaic(tiles, cols=min(cols, len(x)), scale=cell, pad=1)
+
+
+def filter_tiles_rgb(weight: torch.Tensor) -> np.ndarray:
+    """First-layer filters (K, 3, kh, kw) -> (K, kh, kw, 3) uint8 colour patches.
+
+    Each filter is scaled on its own, symmetric around zero (0 -> mid-grey), so the colour a
+    filter prefers shows as that colour.
+    """
+    w = weight.detach().float().cpu()
+    m = w.abs().amax(dim=(1, 2, 3), keepdim=True).clamp(min=1e-12)
+    rgb = (w / m * 0.5 + 0.5).permute(0, 2, 3, 1).numpy()
+    return (np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def filter_tiles_channels(weight: torch.Tensor) -> np.ndarray:
+    """(K, C, kh, kw) -> (K*C, kh, kw, 3): every input-channel slice through viridis, scaled per filter."""
+    w = weight.detach().float().cpu()
+    m = w.abs().amax(dim=(1, 2, 3), keepdim=True).clamp(min=1e-12)
+    norm = (w / m * 0.5 + 0.5).reshape(-1, w.shape[2], w.shape[3]).numpy()
+    return colorize(norm)
+
+
+def filter_grid(weight: torch.Tensor, view: str = "rgb", target: int = 48) -> Image.Image:
+    """A grid of conv filters: colour patches (``rgb``, 3-channel input) or one row per filter."""
+    k, c, kh, kw = weight.shape
+    scale = tile_scale(kh, kw, target)
+    if view == "rgb" and c == 3:
+        return mosaic(filter_tiles_rgb(weight), scale=scale, pad=2)
+    return mosaic(filter_tiles_channels(weight), cols=c if c <= 16 else None, scale=scale, pad=2)

@@ -1,0 +1,71 @@
+"""One forward pass that yields the prediction and every layer's activation."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from PIL import Image
+
+from app.core.probe import capture
+from app.core.zoo import LoadedModel
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One class of the top-k."""
+
+    index: int
+    label: str
+    probability: float
+
+
+@dataclass(frozen=True)
+class ChannelStats:
+    """Per-channel minimum, maximum and mean of one layer's activation."""
+
+    min: list[float]
+    max: list[float]
+    mean: list[float]
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """What one image does in one model: class probabilities and each layer's output (batch dim removed)."""
+
+    probabilities: torch.Tensor
+    activations: dict[str, torch.Tensor]
+
+    def top(self, categories: Sequence[str], k: int = 5) -> list[Prediction]:
+        k = max(1, min(k, self.probabilities.numel()))
+        p, i = self.probabilities.topk(k)
+        return [Prediction(int(j), categories[int(j)], float(q)) for q, j in zip(p, i)]
+
+    @property
+    def nbytes(self) -> int:
+        return sum(a.numel() * a.element_size() for a in self.activations.values())
+
+
+def channel_stats(act: torch.Tensor) -> ChannelStats:
+    """Stats over the spatial positions of each channel ((C,H,W)); a vector counts as C channels of 1."""
+    flat = act.reshape(act.shape[0], -1).float()
+    return ChannelStats(min=flat.min(1).values.tolist(), max=flat.max(1).values.tolist(),
+                        mean=flat.mean(1).tolist())
+
+
+@torch.inference_mode()
+def analyze_batch(lm: LoadedModel, batch: torch.Tensor, layers: Sequence[str] | None = None) -> list[Analysis]:
+    """Forward a preprocessed batch (N,3,H,W), capturing ``layers`` (default: every layer)."""
+    names = [li.name for li in lm.layers] if layers is None else list(layers)
+    # clone=True: some models change a layer's output in place later (ReLU(inplace), x += identity).
+    with capture(lm.module, names, clone=True) as acts:
+        logits = lm.module(batch)
+    probs = torch.softmax(logits.float(), dim=1)
+    return [Analysis(probabilities=probs[i], activations={k: v[i] for k, v in acts.items()})
+            for i in range(batch.shape[0])]
+
+
+def analyze(lm: LoadedModel, img: Image.Image, layers: Sequence[str] | None = None) -> Analysis:
+    """Preprocess one picture and analyse it."""
+    return analyze_batch(lm, lm.spec.preprocess.tensor(img), layers)[0]

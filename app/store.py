@@ -1,0 +1,203 @@
+"""Persistence: a SQLite database and a blob folder under ``data_dir``.
+
+* uploads: stored once, by the sha256 of the uploaded bytes, as a metadata-free PNG of the upright
+  RGB picture (EXIF/GPS never reach the disk);
+* a cache of computed results (PNG grids, crops, indexes...) keyed by a string that names the model,
+  its weights hash, the image hash and the parameters.
+
+Every blob is written to a temporary file, fsync'ed and renamed into place, and its sha256 is kept
+in the database: a reader never sees half a file, and a damaged cache entry is dropped, not served.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS images (
+    id TEXT PRIMARY KEY,
+    sha256 TEXT NOT NULL UNIQUE,
+    width INTEGER NOT NULL,
+    height INTEGER NOT NULL,
+    original_width INTEGER NOT NULL,
+    original_height INTEGER NOT NULL,
+    format TEXT NOT NULL,
+    filename TEXT NOT NULL,
+    blob_sha256 TEXT NOT NULL,
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS cache (
+    key TEXT PRIMARY KEY,
+    path TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    image_id TEXT,
+    created REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS cache_image ON cache(image_id);
+"""
+
+
+class StoreError(RuntimeError):
+    """The store cannot be opened or is damaged."""
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """One stored upload."""
+
+    id: str
+    sha256: str
+    width: int
+    height: int
+    original_width: int
+    original_height: int
+    format: str
+    filename: str
+    blob_sha256: str
+    created: float
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see either the old file or the whole new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class Store:
+    """SQLite metadata + content-addressed blobs. Thread-safe (one connection behind a lock)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.blobs = self.root / "blobs"
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.root / "convscope.sqlite3", check_same_thread=False,
+                                       isolation_level=None, timeout=30)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            check = self._db.execute("PRAGMA quick_check").fetchone()[0]
+            if check != "ok":
+                raise StoreError(f"store database {self.root / 'convscope.sqlite3'} is damaged: {check}")
+            self._db.executescript(SCHEMA)
+        except sqlite3.DatabaseError as e:
+            raise StoreError(f"store database under {self.root} cannot be opened ({e}); move it away "
+                             "or restore it from a backup") from e
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def writable(self) -> bool:
+        """True when a blob can be written (readiness probe)."""
+        try:
+            atomic_write(self.root / ".probe", b"ok")
+            return True
+        except OSError:
+            return False
+
+    # -- images -----------------------------------------------------------------------------
+    def _image_path(self, sha: str) -> Path:
+        return self.blobs / "images" / sha[:2] / f"{sha}.png"
+
+    def put_image(self, *, sha256: str, png: bytes, width: int, height: int, original_size: tuple[int, int],
+                  fmt: str, filename: str) -> tuple[ImageRecord, bool]:
+        """Store an upload once; returns the record and whether it was new."""
+        existing = self.get_image_by_sha(sha256)
+        if existing is not None and self._image_path(sha256).is_file():
+            return existing, False
+        atomic_write(self._image_path(sha256), png)
+        rec = ImageRecord(id=sha256[:16], sha256=sha256, width=width, height=height,
+                          original_width=original_size[0], original_height=original_size[1], format=fmt,
+                          filename=filename[:200], blob_sha256=_sha(png), created=time.time())
+        with self._lock:
+            self._db.execute(
+                "INSERT OR REPLACE INTO images VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (rec.id, rec.sha256, rec.width, rec.height, rec.original_width, rec.original_height, rec.format,
+                 rec.filename, rec.blob_sha256, rec.created))
+        return rec, True
+
+    def _row_to_image(self, row: tuple[object, ...] | None) -> ImageRecord | None:
+        return ImageRecord(*row) if row else None  # type: ignore[arg-type]
+
+    def get_image(self, image_id: str) -> ImageRecord | None:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM images WHERE id=?", (image_id,)).fetchone()
+        return self._row_to_image(row)
+
+    def get_image_by_sha(self, sha: str) -> ImageRecord | None:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM images WHERE sha256=?", (sha,)).fetchone()
+        return self._row_to_image(row)
+
+    def list_images(self, limit: int = 100, offset: int = 0) -> list[ImageRecord]:
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM images ORDER BY created DESC LIMIT ? OFFSET ?",
+                                    (limit, offset)).fetchall()
+        return [ImageRecord(*r) for r in rows]
+
+    def count_images(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM images").fetchone()[0])
+
+    def image_png(self, rec: ImageRecord) -> bytes:
+        """The stored PNG of an upload, checked against its recorded sha256."""
+        data = self._image_path(rec.sha256).read_bytes()
+        if _sha(data) != rec.blob_sha256:
+            raise StoreError(f"stored image {rec.id} is damaged (checksum mismatch)")
+        return data
+
+    def delete_image(self, image_id: str) -> bool:
+        """Remove an upload and everything cached from it."""
+        rec = self.get_image(image_id)
+        if rec is None:
+            return False
+        with self._lock:
+            paths = [r[0] for r in self._db.execute("SELECT path FROM cache WHERE image_id=?", (image_id,))]
+            self._db.execute("DELETE FROM cache WHERE image_id=?", (image_id,))
+            self._db.execute("DELETE FROM images WHERE id=?", (image_id,))
+        for p in paths:
+            (self.blobs / p).unlink(missing_ok=True)
+        self._image_path(rec.sha256).unlink(missing_ok=True)
+        return True
+
+    # -- cache ------------------------------------------------------------------------------
+    def cache_get(self, key: str) -> bytes | None:
+        """A cached result, or None (also when the entry is damaged: it is then dropped)."""
+        with self._lock:
+            row = self._db.execute("SELECT path, sha256 FROM cache WHERE key=?", (key,)).fetchone()
+        if row is None:
+            return None
+        try:
+            data = (self.blobs / row[0]).read_bytes()
+        except OSError:
+            data = None
+        if data is None or _sha(data) != row[1]:
+            with self._lock:
+                self._db.execute("DELETE FROM cache WHERE key=?", (key,))
+            return None
+        return data
+
+    def cache_put(self, key: str, data: bytes, image_id: str | None = None) -> None:
+        digest = hashlib.sha256(key.encode()).hexdigest()
+        rel = f"cache/{digest[:2]}/{digest}"
+        atomic_write(self.blobs / rel, data)
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO cache VALUES (?,?,?,?,?,?)",
+                             (key, rel, _sha(data), len(data), image_id, time.time()))
