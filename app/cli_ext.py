@@ -5,6 +5,6 @@ from __future__ import annotations
 import argparse
 
 
-def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the optional sub-commands to the ``convscope`` parser."""
     return None

@@ -6,7 +6,7 @@ removed in ``finally`` even when the forward pass raises.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -61,15 +61,17 @@ def resolve(model: nn.Module, names: Iterable[str]) -> dict[str, nn.Module]:
 
 @contextmanager
 def capture(model: nn.Module, names: Iterable[str], *, keep_grad: bool = False,
-            clone: bool = False) -> Iterator[dict[str, torch.Tensor]]:
+            clone: bool | Collection[str] = False) -> Iterator[dict[str, torch.Tensor]]:
     """Within the block, every forward of ``model`` stores the outputs of the named layers.
 
     Yields the dict that the hooks fill (layer name -> output tensor, detached unless
     ``keep_grad``). ``clone`` copies each output at hook time, which is needed when the model later
     changes that tensor in place (``ReLU(inplace=True)``, ``x += identity``). Hooks are removed on
-    exit, also after an exception.
+    exit, also after an exception. ``clone`` may also name only the layers that need it
+    (see :func:`modified_in_place`).
     """
     targets = resolve(model, names)
+    to_clone = set(targets) if clone is True else set(clone or ())
     store: dict[str, torch.Tensor] = {}
     handles = []
 
@@ -77,7 +79,7 @@ def capture(model: nn.Module, names: Iterable[str], *, keep_grad: bool = False,
         def hook(_m: nn.Module, _inp: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
             if isinstance(out, torch.Tensor):
                 t = out if keep_grad else out.detach()
-                store[name] = t.clone() if clone else t
+                store[name] = t.clone() if name in to_clone else t
         return hook
 
     try:
@@ -128,6 +130,32 @@ def summarize(model: nn.Module, input_size: tuple[int, int, int]) -> list[LayerI
             padding=_pair(getattr(m, "padding", None)),
         ))
     return infos
+
+
+@torch.no_grad()
+def modified_in_place(model: nn.Module, names: Iterable[str], input_size: tuple[int, int, int]) -> frozenset[str]:
+    """Layers whose output tensor the model changes in place later in the forward pass.
+
+    Found from the tensors' version counters after one dummy forward; only these outputs need a
+    copy at hook time, which saves copying every activation.
+    """
+    seen: dict[str, tuple[torch.Tensor, int]] = {}
+    targets = resolve(model, names)
+    handles = []
+    for name, mod in targets.items():
+        def hook(_m: nn.Module, _i: tuple[torch.Tensor, ...], out: torch.Tensor, name: str = name) -> None:
+            if isinstance(out, torch.Tensor):
+                seen[name] = (out, out._version)
+        handles.append(mod.register_forward_hook(hook))
+    was_training = model.training
+    try:
+        model.eval()
+        model(torch.zeros(1, *input_size))
+    finally:
+        model.train(was_training)
+        for h in handles:
+            h.remove()
+    return frozenset(n for n, (t, v) in seen.items() if t._version != v)
 
 
 def first_conv(model: nn.Module) -> str:

@@ -25,7 +25,7 @@ from PIL import Image
 from torch import nn
 
 from app.core import nets
-from app.core.probe import LayerInfo, first_conv, summarize
+from app.core.probe import LayerInfo, first_conv, modified_in_place, summarize
 
 log = logging.getLogger("convscope.zoo")
 
@@ -104,6 +104,7 @@ class LoadedModel:
     layers: list[LayerInfo]
     weights_sha256: str
     first_conv: str
+    clone_layers: frozenset[str] = frozenset()
 
     @property
     def name(self) -> str:
@@ -246,8 +247,9 @@ def load_model(spec: ModelSpec) -> LoadedModel:
         p.requires_grad_(False)
     digest = _sha256_file(spec.weights_path) if spec.weights_path and spec.weights_path.is_file() \
         else _state_sha256(module)
-    return LoadedModel(spec=spec, module=module, layers=summarize(module, spec.preprocess.input_size),
-                       weights_sha256=digest, first_conv=first_conv(module))
+    layers = summarize(module, spec.preprocess.input_size)
+    return LoadedModel(spec=spec, module=module, layers=layers, weights_sha256=digest, first_conv=first_conv(module),
+                       clone_layers=modified_in_place(module, [li.name for li in layers], spec.preprocess.input_size))
 
 
 class Zoo:

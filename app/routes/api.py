@@ -4,14 +4,25 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
+import orjson
 from fastapi import APIRouter, File, Path, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 
-from app.core.inference import channel_stats
+from app.core.inference import channel_stats, channel_stats_arrays
 from app.core.zoo import LoadedModel
 from app.deps import EngineDep
-from app.schemas import (ActivationOut, AnalysisOut, FiltersOut, ImageOut, LayerOut, LayerStats, ModelDetail,
-                         ModelSummary, PredictionOut, PredictionsOut, Problem)
+from app.schemas import (
+    ActivationOut,
+    AnalysisOut,
+    FiltersOut,
+    ImageOut,
+    LayerOut,
+    ModelDetail,
+    ModelSummary,
+    PredictionOut,
+    PredictionsOut,
+    Problem,
+)
 from app.services import Engine, npy_bytes
 from app.store import ImageRecord
 from app.uploads import read_upload
@@ -25,6 +36,12 @@ ModelQ = Annotated[str | None, Query(max_length=64, description="model name (def
 ImageId = Annotated[str, Path(max_length=64, description="image id from POST /api/images")]
 PNG = {"content": {"image/png": {}}}
 NPY = {"content": {"application/x-npy": {}}}
+
+
+def fast_json(body: dict[str, object], status_code: int = 200) -> Response:
+    """JSON through orjson, which writes NumPy arrays directly (activations are large)."""
+    return Response(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), status_code=status_code,
+                    media_type="application/json")
 
 
 def pick_model(engine: Engine, name: str | None) -> LoadedModel:
@@ -81,9 +98,8 @@ async def get_filters(engine: EngineDep, model: Annotated[str, Path(max_length=6
     if format == "png":
         return Response(engine.filters_png(lm, layer, view), media_type="image/png")
     w = engine.filters(lm, layer)
-    body = FiltersOut(model=lm.name, layer=layer or lm.first_conv, shape=list(w.shape), min=float(w.min()),
-                      max=float(w.max()), values=w.tolist())
-    return JSONResponse(body.model_dump())
+    return fast_json({"model": lm.name, "layer": layer or lm.first_conv, "shape": list(w.shape),
+                      "min": float(w.min()), "max": float(w.max()), "values": w.float().numpy()})
 
 
 @router.post("/images", status_code=201, response_model=ImageOut, responses={
@@ -140,20 +156,24 @@ async def get_predictions(engine: EngineDep, image_id: ImageId, model: ModelQ = 
                           predictions=[PredictionOut(**vars(p)) for p in a.top(lm.spec.categories, k)])
 
 
+def _analysis_body(engine: Engine, lm: LoadedModel, rec: ImageRecord, k: int) -> dict[str, object]:
+    a = engine.analysis(lm, rec)
+    layers = []
+    for li in lm.layers:
+        lo, hi, mean = channel_stats_arrays(a.activations[li.name])
+        layers.append({"name": li.name, "type": li.type, "shape": list(li.output_shape), "min": lo, "max": hi,
+                       "mean": mean})
+    return {"image": rec.id, "model": lm.name, "layers": layers,
+            "predictions": [vars(p) for p in a.top(lm.spec.categories, k)]}
+
+
 @router.get("/images/{image_id}/analysis", response_model=AnalysisOut, responses=ERRORS,
             summary="Predictions plus every layer's shape and per-channel min/max/mean")
 async def get_analysis(engine: EngineDep, image_id: ImageId, model: ModelQ = None,
-                       k: Annotated[int, Query(ge=1, le=1000)] = 5) -> AnalysisOut:
+                       k: Annotated[int, Query(ge=1, le=1000)] = 5) -> Response:
     rec = engine.image(image_id)
     lm = pick_model(engine, model)
-    a = await engine.gate.run(engine.analysis, lm, rec)
-    layers = []
-    for li in lm.layers:
-        s = channel_stats(a.activations[li.name])
-        layers.append(LayerStats(name=li.name, type=li.type, shape=list(li.output_shape), min=s.min, max=s.max,
-                                 mean=s.mean))
-    return AnalysisOut(image=rec.id, model=lm.name, layers=layers,
-                       predictions=[PredictionOut(**vars(p)) for p in a.top(lm.spec.categories, k)])
+    return fast_json(await engine.gate.run(_analysis_body, engine, lm, rec, k))
 
 
 @router.get("/images/{image_id}/activations/{layer}", response_model=ActivationOut,
@@ -179,6 +199,6 @@ async def get_activation(engine: EngineDep, image_id: ImageId, layer: Annotated[
         return Response(npy_bytes(act), media_type="application/x-npy",
                         headers={"Content-Disposition": f'attachment; filename="{fname}"'})
     s = channel_stats(act if channel is None else act[None])
-    body = ActivationOut(image=rec.id, model=lm.name, layer=layer, shape=list(act.shape), dtype=str(act.dtype)[6:],
-                         min=s.min, max=s.max, mean=s.mean, values=act.tolist())
-    return JSONResponse(body.model_dump())
+    return fast_json({"image": rec.id, "model": lm.name, "layer": layer, "shape": list(act.shape),
+                      "dtype": str(act.dtype).removeprefix("torch."), "min": s.min, "max": s.max, "mean": s.mean,
+                      "values": act.numpy()})

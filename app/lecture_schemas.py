@@ -1,0 +1,226 @@
+"""Request and response models of the lecture's JSON faces (``/api/lecture/...``).
+
+Sizes are checked by :mod:`app.core.lecture` (its messages say what is wrong and what to do); the
+list lengths here are only a hard ceiling on what is parsed at all.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field
+
+Num = int | Annotated[float, Field(allow_inf_nan=False)]
+RowIn = Annotated[list[Num], Field(max_length=256)]
+MatrixIn = Annotated[list[RowIn], Field(max_length=256, description="rows of numbers, all of the same length")]
+VolumeIn = Annotated[list[MatrixIn], Field(max_length=64, description="channels, each a matrix (c × h × w)")]
+Matrix = list[list[Num]]
+
+LIMITS = ("Limits: input at most 64×64, kernel at most 7×7, padding 0…6, stride 1…8.")
+
+
+class Conv2dIn(BaseModel):
+    input: MatrixIn = Field(description="the input matrix (h × w), e.g. the deck's 8×8")
+    kernel: MatrixIn = Field(description="the filter (kernel), e.g. the deck's 3×3")
+    padding: int = Field(0, description="zero padding p on every side (0…6)")
+    stride: int = Field(1, description="stride S (1…8)")
+    steps: bool = Field(True, description="include every step (window, products, sum)")
+
+    model_config = {"json_schema_extra": {"examples": [{
+        "input": [[1, 7, 7, 8, 9, 4, 2, 6], [3, 8, 6, 3, 4, 9, 6, 0], [4, 7, 4, 7, 0, 1, 1, 4],
+                  [6, 6, 2, 6, 3, 6, 2, 5], [8, 5, 1, 2, 2, 0, 6, 3], [0, 5, 5, 4, 2, 7, 9, 3],
+                  [6, 3, 9, 1, 9, 6, 0, 9], [1, 4, 0, 5, 2, 1, 0, 1]],
+        "kernel": [[3, 3, 5], [2, 1, 1], [3, 0, 4]], "padding": 0, "stride": 1}]}}
+
+
+class OutputSizeOut(BaseModel):
+    n: int
+    f: int
+    p: int
+    s: int
+    padded: int = Field(description="n + 2p")
+    size: int = Field(description="⌊(n + 2p − f)/S⌋ + 1")
+    exact: bool = Field(description="(n + 2p − f) is a multiple of S: the last window reaches the border")
+    formula: str = Field(description="the formula with the numbers filled in")
+
+
+class ConvStepOut(BaseModel):
+    index: int = Field(description="0-based, row by row over the output")
+    row: int = Field(description="output row")
+    col: int = Field(description="output column")
+    top: int = Field(description="window's first row in the padded input")
+    left: int = Field(description="window's first column in the padded input")
+    window: Matrix
+    products: Matrix = Field(description="window[a][b] · kernel[a][b]")
+    sum: Num
+    expression: str = Field(description="the products column by column, as the deck writes them, and the sum")
+
+
+class Conv2dOut(BaseModel):
+    input: Matrix
+    kernel: Matrix
+    padding: int
+    stride: int
+    padded: Matrix = Field(description="the input with p zeros around it")
+    output: Matrix
+    output_shape: list[int] = Field(description="[rows, columns]")
+    output_size: OutputSizeOut = Field(description="the size formula for the rows")
+    steps: list[ConvStepOut] | None = None
+
+
+class Conv3dIn(BaseModel):
+    input: VolumeIn = Field(description="c × h × w (channels first, e.g. R, G, B)")
+    filters: Annotated[list[VolumeIn], Field(max_length=64)] = Field(
+        description="K filters, each c × f × f (as deep as the input)")
+    bias: Annotated[list[Num], Field(max_length=64)] | None = Field(None, description="one per filter (default 0)")
+    padding: int = Field(0, description="zero padding p (0…6)")
+    stride: int = Field(1, description="stride S (1…8)")
+    relu: bool = Field(True, description="apply ReLU to conv + bias")
+    pixel: Annotated[list[int], Field(min_length=2, max_length=2)] = Field(
+        [0, 0], description="[row, column] of the output pixel whose per-channel partial sums are detailed")
+
+    model_config = {"json_schema_extra": {"examples": [{
+        "input": [[[1, 2, 0], [0, 1, 3], [2, 2, 1]], [[0, 1, 1], [1, 0, 0], [2, 1, 0]],
+                  [[3, 0, 1], [1, 1, 1], [0, 2, 2]]],
+        "filters": [[[[1, 0], [0, -1]], [[0, 1], [1, 0]], [[1, 1], [0, 0]]]],
+        "bias": [-1], "padding": 0, "stride": 1, "relu": True, "pixel": [0, 0]}]}}
+
+
+class ChannelPartOut(BaseModel):
+    channel: int
+    window: Matrix
+    weights: Matrix
+    partial: Num = Field(description="Σ window · weights over this channel's f×f slice")
+
+
+class PixelFilterOut(BaseModel):
+    filter: int
+    channels: list[ChannelPartOut]
+    bias: Num
+    pre_activation: Num = Field(description="Σ partials + bias")
+    output: Num = Field(description="ReLU(pre_activation), or pre_activation without ReLU")
+
+
+class PixelOut(BaseModel):
+    row: int
+    col: int
+    filters: list[PixelFilterOut]
+
+
+class Conv3dOut(BaseModel):
+    output_shape: list[int] = Field(description="[h', w', K]: one 2D map per filter")
+    partial_sums: list[list[Matrix]] = Field(description="K × c × h' × w': each channel's share")
+    pre_activation: list[Matrix] = Field(description="K × h' × w': conv + bias")
+    output: list[Matrix] = Field(description="K × h' × w': ReLU(conv + bias)")
+    pixel: PixelOut
+
+
+class PoolIn(BaseModel):
+    input: MatrixIn = Field(description="the input matrix, e.g. the deck's 4×4")
+    mode: Literal["max", "avg"] = "max"
+    size: int = Field(2, description="window side (1…8)")
+    stride: int | None = Field(None, description="stride (default: the window side)")
+    upsample: int = Field(2, description="nearest-neighbour upsampling factor applied to the output (1…8)")
+
+    model_config = {"json_schema_extra": {"examples": [{
+        "input": [[1, 7, 7, 2], [3, 8, 6, 3], [4, 7, 4, 7], [6, 6, 2, 6]], "mode": "max", "size": 2, "stride": 2,
+        "upsample": 2}]}}
+
+
+class PoolWindowOut(BaseModel):
+    row: int
+    col: int
+    top: int
+    left: int
+    values: Matrix
+    result: Num
+
+
+class PoolOut(BaseModel):
+    mode: Literal["max", "avg"]
+    size: int
+    stride: int
+    output: Matrix
+    output_shape: list[int]
+    windows: list[PoolWindowOut]
+    upsample: int
+    upsampled: Matrix = Field(description="the output upsampled (nearest: each value copied into a block)")
+    parameters: int = Field(0, description="pooling learns no parameters")
+
+
+class FcParamsOut(BaseModel):
+    width: int
+    height: int
+    channels: int
+    hidden: int
+    inputs: int = Field(description="width · height · channels: weights of one hidden neuron")
+    fc_weights: int = Field(description="inputs · H")
+    fc_biases: int = Field(description="H")
+    fc_total: int
+    fc_formula: str
+    conv_f: int
+    conv_k: int
+    conv_params: int = Field(description="(f·f·channels + 1)·K, whatever the image size")
+    conv_formula: str
+    ratio: float = Field(description="fc_total / conv_params")
+
+
+class CnnLayerOut(BaseModel):
+    name: str
+    kind: Literal["input", "conv", "pool", "flatten", "linear"]
+    shape: list[int] = Field(description="height × width × channels, or features")
+    parameters: int
+    formula: str
+    filters: int | None = None
+    f: int | None = None
+    padding: int | None = None
+    stride: int | None = None
+
+
+class CnnShapesOut(BaseModel):
+    n: int
+    f1: int
+    f2: int
+    m: int
+    layers: list[CnnLayerOut]
+    total: int
+
+
+class ParamRowOut(BaseModel):
+    name: str
+    type: str
+    parameters: int
+    formula: str | None = Field(description="for Conv, Linear and BatchNorm layers")
+    output_shape: list[int] | None = Field(description="channels × height × width, or features")
+
+
+class ParamTableOut(BaseModel):
+    model: str
+    rows: list[ParamRowOut]
+    total: int = Field(description="Σ p.numel() over the model's parameters")
+
+
+class HandFilterOut(BaseModel):
+    name: str
+    kernels: list[Matrix]
+    divisor: int
+    display: Literal["grey", "signed", "magnitude"]
+
+
+class FilterPhotoIn(BaseModel):
+    image: Annotated[str, Field(max_length=64)] | None = Field(None, description="image id (default: the lecture's photo)")
+    filter: Annotated[str, Field(max_length=32)] | None = Field(None, description="a named filter (GET /api/lecture/filters)")
+    kernel: MatrixIn | None = Field(None, description="or your own kernel (at most 7×7)")
+    format: Literal["png", "json"] = "png"
+
+
+class FilterPhotoOut(BaseModel):
+    filter: HandFilterOut
+    width: int
+    height: int
+    display: Literal["grey", "signed", "magnitude"]
+    lo: float = Field(description="the value drawn at the dark end of the colour scale")
+    hi: float = Field(description="the value drawn at the bright end")
+    min: float
+    max: float
+    png: str = Field(description="the output as a data: URI (PNG)")

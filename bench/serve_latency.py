@@ -1,0 +1,97 @@
+"""Serving overhead, per model: the predictions + all-activations JSON endpoint against the bare work.
+
+For each served model, N distinct photos are uploaded first (not timed). Then, for each photo, in
+the same run:
+
+* endpoint: ``GET /api/images/{id}/analysis?model=`` over loopback HTTP (cold: nothing cached),
+  which decodes the stored picture, preprocesses, runs one forward pass capturing every layer and
+  returns predictions plus every layer's per-channel min/max/mean as JSON;
+* bare: decode the same stored PNG + preprocess + a plain forward pass (no hooks), in-process.
+
+Prints the median of each and their ratio (goal <= 1.25x). Times are printed only as context for
+the ratio: this machine is shared and noisy.
+
+    .venv/bin/python bench/serve_latency.py [--n 15] [--models lenet,cifarnet,efficientnet-lite0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import torch
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from app.config import ROOT, Settings  # noqa: E402
+from app.core.zoo import Zoo, discover  # noqa: E402
+from app.main import create_app  # noqa: E402
+
+
+def photo(seed: int, w: int = 640, h: int = 480) -> bytes:
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w]
+    a = np.stack([np.sin(x / (20 + seed)), np.cos(y / 30), np.sin((x + y) / 45)], -1) * 0.5 + 0.5
+    a = np.clip(a + rng.normal(0, 0.05, a.shape), 0, 1)
+    buf = io.BytesIO()
+    Image.fromarray((a * 255).astype(np.uint8)).save(buf, "JPEG", quality=90)
+    return buf.getvalue()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=15)
+    ap.add_argument("--models", default="")
+    args = ap.parse_args()
+    import uvicorn
+
+    tmp = Path(tempfile.mkdtemp())
+    settings = Settings(data_dir=tmp / "data", models_dir=ROOT / "models")
+    zoo = Zoo.load(discover(settings.models_dir, settings.torchvision_models))
+    names = [n for n in (args.models.split(",") if args.models else zoo.names()) if n]
+    server = uvicorn.Server(uvicorn.Config(create_app(settings, zoo=zoo), host="127.0.0.1", port=8765,
+                                           log_level="warning"))
+    threading.Thread(target=server.run, daemon=True).start()
+    while not server.started:
+        time.sleep(0.05)
+    torch.set_num_threads(settings.torch_threads)
+    print(f"{'model':22s} {'endpoint ms':>12s} {'bare ms':>9s} {'ratio':>7s}")
+    with httpx.Client(base_url="http://127.0.0.1:8765", timeout=120) as c:
+        for mi, name in enumerate(names):
+            lm = zoo.get(name)
+            ids = []
+            for i in range(args.n + 1):
+                r = c.post("/api/images", files={"file": (f"{i}.jpg", photo(1000 * mi + i), "image/jpeg")})
+                r.raise_for_status()
+                ids.append(r.json()["id"])
+            store_png = [c.get(f"/api/images/{i}/file").content for i in ids]
+            endpoint, bare = [], []
+            for j, iid in enumerate(ids):
+                t0 = time.perf_counter()
+                r = c.get(f"/api/images/{iid}/analysis", params={"model": name})
+                r.raise_for_status()
+                r.json()
+                t1 = time.perf_counter()
+                with torch.inference_mode():
+                    img = Image.open(io.BytesIO(store_png[j])).convert("RGB")
+                    lm.module(lm.spec.preprocess.tensor(img))
+                t2 = time.perf_counter()
+                if j:  # the first round warms up both paths
+                    endpoint.append(t1 - t0)
+                    bare.append(t2 - t1)
+            e, b = statistics.median(endpoint), statistics.median(bare)
+            print(f"{name:22s} {1000 * e:12.1f} {1000 * b:9.1f} {e / b:7.2f}x")
+    server.should_exit = True
+
+
+if __name__ == "__main__":
+    main()

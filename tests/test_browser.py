@@ -1,0 +1,59 @@
+"""A real browser (Debian chromium via Playwright) uploads a photo and sees the analysis."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from app.config import ROOT
+from conftest import make_photo
+
+pytestmark = pytest.mark.browser
+SHOTS = ROOT / "shots"
+
+
+def test_upload_shows_predictions_activations_and_filters(live_server: str, page, tmp_path: Path):
+    photo = tmp_path / "street.jpg"
+    photo.write_bytes(make_photo(320, 240, seed=11))
+    page.goto(f"{live_server}/?model=lenet")
+    page.set_input_files("#file-input", str(photo))
+    page.click("button[type=submit]")
+    page.wait_for_url("**/images/**")
+    bars = page.locator(".bars li")
+    assert bars.count() == 5
+    assert page.locator("tfoot .total").inner_text() == "62,958"
+    # filters: htmx swaps the partial in; the grid image is decoded by the browser
+    page.wait_for_selector("#filters .filters-view img.filters")
+    assert page.eval_on_selector("#filters img.filters", "img => img.complete && img.naturalWidth > 0")
+    # open a layer: htmx loads its grid lazily
+    page.click("details[data-layer='conv1'] > summary")
+    page.wait_for_selector("details[data-layer='conv1'] .tiles a.tile")
+    assert page.locator("details[data-layer='conv1'] a.tile").count() == 8
+    assert page.eval_on_selector("details[data-layer='conv1'] a.tile img",
+                                 "img => img.complete && img.naturalWidth === 28")
+    # click a channel: it enlarges with its values
+    page.click("details[data-layer='conv1'] a.tile >> nth=2")
+    page.wait_for_selector("details[data-layer='conv1'] .channel-detail section.channel")
+    assert "channel 2" in page.locator("details[data-layer='conv1'] .channel-detail h3").inner_text()
+    assert page.locator("details[data-layer='conv1'] table.values td").count() == 28 * 28
+    # switch to the rgb / per-channel filter view
+    page.click("#filters .tabs a >> nth=1")
+    page.wait_for_selector("#filters .tabs a[aria-current]:has-text('Per input channel')")
+    SHOTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(SHOTS / "analysis-lenet.png"), full_page=True)
+    assert page.js_errors == []
+
+
+def test_drag_and_drop_upload(live_server: str, page):
+    page.goto(f"{live_server}/")
+    data = list(make_photo(64, 64, seed=4))
+    page.evaluate("""(bytes) => {
+        const dt = new DataTransfer();
+        dt.items.add(new File([new Uint8Array(bytes)], 'dropped.jpg', {type: 'image/jpeg'}));
+        const zone = document.getElementById('drop-zone');
+        zone.dispatchEvent(new DragEvent('drop', {dataTransfer: dt, bubbles: true, cancelable: true}));
+    }""", data)
+    page.wait_for_url("**/images/**")
+    assert page.locator(".bars li").count() == 5
+    assert page.js_errors == []

@@ -1,0 +1,123 @@
+"""The computation core against independent computations (torch.nn.functional, the lecture's figures)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+
+from app.core import nets
+from app.core.inference import analyze_batch, channel_stats
+from app.core.probe import UnknownLayerError, capture, summarize
+from app.core.zoo import Zoo
+from conftest import CIFAR_PRE, random_spec
+
+
+def test_lecture_network_parameter_counts_match_the_lecture():
+    layers = {li.name: li for li in summarize(nets.LectureNet(), (3, 32, 32))}
+    counts = {n: layers[n].parameters for n in ("conv1", "conv2", "fc3", "fc4", "out")}
+    assert counts == {"conv1": 608, "conv2": 3216, "fc3": 48120, "fc4": 10164, "out": 850}
+    assert sum(li.parameters for li in layers.values()) == 62958
+    assert sum(p.numel() for p in nets.LectureNet().parameters()) == 62958
+    shapes = {n: layers[n].output_shape for n in ("conv1", "pool1", "conv2", "pool2", "flatten", "fc3", "fc4", "out")}
+    assert shapes == {"conv1": (8, 28, 28), "pool1": (8, 14, 14), "conv2": (16, 10, 10), "pool2": (16, 5, 5),
+                      "flatten": (400,), "fc3": (120,), "fc4": (84,), "out": (10,)}
+
+
+@pytest.mark.parametrize("arch", ["lenet", "cifarnet"])
+def test_layer_parameters_sum_to_the_model_total(arch):
+    m = nets.build(arch)
+    assert sum(li.parameters for li in summarize(m, (3, 32, 32))) == sum(p.numel() for p in m.parameters())
+
+
+def test_lenet_activations_equal_a_plain_functional_forward(zoo: Zoo):
+    lm = zoo.get("lenet")
+    m = lm.module
+    x = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    res = analyze_batch(lm, x)
+    c1 = F.conv2d(x, m.conv1.weight, m.conv1.bias)
+    p1 = F.max_pool2d(F.relu(c1), 2)
+    c2 = F.conv2d(p1, m.conv2.weight, m.conv2.bias)
+    p2 = F.max_pool2d(F.relu(c2), 2)
+    f3 = F.linear(p2.flatten(1), m.fc3.weight, m.fc3.bias)
+    f4 = F.linear(F.relu(f3), m.fc4.weight, m.fc4.bias)
+    out = F.linear(F.relu(f4), m.out.weight, m.out.bias)
+    expected = {"conv1": c1, "relu1": F.relu(c1), "pool1": p1, "conv2": c2, "pool2": p2, "fc3": f3, "fc4": f4,
+                "out": out}
+    for i in range(3):
+        for name, ref in expected.items():
+            torch.testing.assert_close(res[i].activations[name], ref[i], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(res[i].probabilities, torch.softmax(out[i], 0), rtol=1e-5, atol=1e-6)
+
+
+def test_cifarnet_stem_equals_conv_plus_batchnorm(zoo: Zoo):
+    lm = zoo.get("cifarnet")
+    m = lm.module
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    res = analyze_batch(lm, x, ["stem", "stem_bn", "stem_pool", "block1.conv1"])
+    stem = F.conv2d(x, m.stem.weight, padding=2)
+    bn = F.batch_norm(stem, m.stem_bn.running_mean, m.stem_bn.running_var, m.stem_bn.weight, m.stem_bn.bias,
+                      False, 0.0, m.stem_bn.eps)
+    pool = F.max_pool2d(F.relu(bn), 2)
+    b1 = F.conv2d(pool, m.block1.conv1.weight, padding=1)
+    for i in range(2):
+        torch.testing.assert_close(res[i].activations["stem"], stem[i], rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(res[i].activations["stem_bn"], bn[i], rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(res[i].activations["stem_pool"], pool[i], rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(res[i].activations["block1.conv1"], b1[i], rtol=1e-4, atol=1e-4)
+
+
+def test_capture_keeps_outputs_that_are_later_changed_in_place():
+    conv = nn.Conv2d(1, 2, 3)
+    model = nn.Sequential(conv, nn.ReLU(inplace=True))
+    x = torch.randn(1, 1, 8, 8, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad(), capture(model, ["0"], clone=True) as acts:
+        model(x)
+    assert (acts["0"] < 0).any(), "the conv output must keep its negative values"
+    torch.testing.assert_close(acts["0"], conv(x).detach())
+
+
+def test_hooks_are_removed_even_after_an_exception():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.Linear(4 * 6 * 6, 2))
+    with pytest.raises(RuntimeError), capture(model, ["0", "2"]):
+        model(torch.zeros(1, 3, 9, 9))  # wrong size: the linear layer fails
+    assert all(len(m._forward_hooks) == 0 for m in model.modules())
+    with capture(model, ["0"]) as acts:
+        model(torch.zeros(1, 3, 8, 8))
+    assert acts["0"].shape == (1, 4, 6, 6)
+    assert all(len(m._forward_hooks) == 0 for m in model.modules())
+
+
+def test_unknown_layer_lists_the_valid_ones():
+    with pytest.raises(UnknownLayerError) as e, capture(nets.LectureNet(), ["conv9"]):
+        pass
+    assert "conv1" in str(e.value) and "fc3" in str(e.value)
+
+
+def test_channel_stats_match_torch():
+    a = torch.randn(4, 5, 6)
+    s = channel_stats(a)
+    torch.testing.assert_close(torch.tensor(s.min), a.amin((1, 2)))
+    torch.testing.assert_close(torch.tensor(s.max), a.amax((1, 2)))
+    torch.testing.assert_close(torch.tensor(s.mean), a.mean((1, 2)))
+
+
+def test_preprocess_centre_crops_and_normalises():
+    img = Image.new("RGB", (64, 48), (255, 0, 128))
+    img.paste((0, 255, 0), (0, 0, 4, 48))  # a green band that the centre crop cuts away
+    x = CIFAR_PRE.tensor(img)
+    assert x.shape == (1, 3, 32, 32)
+    expected = (torch.tensor([1.0, 0.0, 128 / 255]) - torch.tensor(CIFAR_PRE.mean)) / torch.tensor(CIFAR_PRE.std)
+    torch.testing.assert_close(x[0, :, 16, 16], expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(x[0, :, :, 0], expected[:, None].expand(3, 32), rtol=1e-5, atol=1e-5)
+
+
+def test_zoo_reports_unknown_models():
+    from app.core.zoo import UnknownModelError
+
+    z = Zoo.load([random_spec("lenet")])
+    with pytest.raises(UnknownModelError) as e:
+        z.get("vgg99")
+    assert "lenet" in str(e.value)

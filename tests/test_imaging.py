@@ -1,0 +1,125 @@
+"""Decoding of uploads and the pictures we draw, checked by decoding them again."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from app.core import imaging
+from app.core.imaging import ImageError, decode_image
+from conftest import make_photo
+
+LIMITS = {"max_pixels": 40_000_000, "max_side": 12_000}
+
+
+def _enc(img: Image.Image, fmt: str, **kw: object) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format=fmt, **kw)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "BMP", "GIF"])
+def test_accepted_formats_decode_to_rgb(fmt):
+    d = decode_image(make_photo(40, 30, fmt=fmt), **LIMITS)
+    assert d.image.mode == "RGB" and d.image.size == (40, 30)
+
+
+def test_exif_orientation_is_applied():
+    img = Image.new("RGB", (40, 20), (255, 0, 0))
+    img.paste((0, 0, 255), (0, 0, 20, 20))  # left half blue
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 CW to display
+    d = decode_image(_enc(img, "JPEG", exif=exif, quality=95), **LIMITS)
+    assert d.image.size == (20, 40)
+    top = np.asarray(d.image)[2, 10]
+    assert top[2] > 200 and top[0] < 60, "after rotating 90° clockwise the blue half is on top"
+
+
+def test_alpha_is_flattened_on_white():
+    img = Image.new("RGBA", (10, 10), (255, 0, 0, 0))
+    d = decode_image(_enc(img, "PNG"), **LIMITS)
+    assert tuple(np.asarray(d.image)[5, 5]) == (255, 255, 255)
+
+
+def test_gif_first_frame():
+    frames = [Image.new("P", (8, 8), i) for i in (1, 2, 3)]
+    for f, c in zip(frames, [(255, 0, 0), (0, 255, 0), (0, 0, 255)]):
+        f.putpalette(list(c) * 256)
+    buf = io.BytesIO()
+    frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:])
+    d = decode_image(buf.getvalue(), **LIMITS)
+    assert d.frames == 3 and tuple(np.asarray(d.image)[0, 0]) == (255, 0, 0)
+
+
+def test_sixteen_bit_grey_is_rescaled():
+    a = np.full((4, 4), 65535 // 2, dtype=np.uint16)
+    d = decode_image(_enc(Image.fromarray(a), "PNG"), **LIMITS)
+    assert abs(int(np.asarray(d.image)[0, 0, 0]) - 127) <= 1
+
+
+def test_cmyk_jpeg():
+    d = decode_image(_enc(Image.new("CMYK", (8, 8), (0, 255, 255, 0)), "JPEG"), **LIMITS)
+    r, g, b = np.asarray(d.image)[4, 4]
+    assert r > 200 and g < 60 and b < 60
+
+
+@pytest.mark.parametrize("data,code", [
+    (b"", "empty"),
+    (b"hello, this is text", "not_an_image"),
+    (b"<svg xmlns='http://www.w3.org/2000/svg'></svg>", "not_an_image"),
+    (b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n", "not_an_image"),
+])
+def test_bad_files_are_rejected_with_a_reason(data, code):
+    with pytest.raises(ImageError) as e:
+        decode_image(data, **LIMITS)
+    assert e.value.code == code and str(e.value)
+
+
+def test_truncated_jpeg_and_png():
+    for fmt in ("JPEG", "PNG"):
+        data = make_photo(256, 256, fmt=fmt)
+        with pytest.raises(ImageError) as e:
+            decode_image(data[: len(data) // 2], **LIMITS)
+        assert e.value.code == "truncated"
+
+
+def test_decompression_bomb_is_refused_before_decoding():
+    bomb = _enc(Image.new("1", (30000, 30000)), "PNG")
+    assert len(bomb) < 200_000
+    with pytest.raises(ImageError) as e:
+        decode_image(bomb, **LIMITS)
+    assert e.value.code == "too_many_pixels" and e.value.status == 413
+
+
+def test_viridis_endpoints():
+    lut = imaging.VIRIDIS_LUT
+    assert np.abs(lut[0].astype(int) - (0x44, 0x01, 0x54)).max() <= 6
+    assert np.abs(lut[255].astype(int) - (0xFD, 0xE7, 0x25)).max() <= 6
+    lum = lut.astype(float) @ np.array([0.2126, 0.7152, 0.0722])
+    assert np.all(np.diff(lum) > -0.5), "viridis lightness rises monotonically (up to 8-bit rounding)"
+    assert lum[255] - lum[0] > 180
+
+
+def test_activation_grid_scales_each_channel_on_its_own():
+    act = torch.stack([torch.linspace(0, 1, 16).view(4, 4), 100 * torch.linspace(0, 1, 16).view(4, 4)])
+    img = imaging.activation_grid(act, cols=2, target=4)
+    a = np.asarray(img)
+    assert img.size == (2 * 4 + 3, 4 + 2)
+    # both tiles are identical after per-channel scaling
+    assert np.array_equal(a[1:5, 1:5], a[1:5, 6:10])
+    assert tuple(a[1, 1]) == tuple(imaging.VIRIDIS_LUT[0]) and tuple(a[4, 4]) == tuple(imaging.VIRIDIS_LUT[255])
+
+
+def test_filter_grid_rgb_shows_colour_preference():
+    w = torch.zeros(2, 3, 5, 5)
+    w[0, 0] = 1.0  # prefers red
+    w[1, 2] = -1.0  # dislikes blue -> yellowish
+    tiles = imaging.filter_tiles_rgb(w)
+    assert tuple(tiles[0, 2, 2]) == (255, 128, 128)
+    assert tuple(tiles[1, 2, 2]) == (128, 128, 0)
+    png = imaging.png_bytes(imaging.filter_grid(w))
+    assert Image.open(io.BytesIO(png)).format == "PNG"
