@@ -27,7 +27,7 @@ def _cmd_train(a: argparse.Namespace) -> int:
         return 2
     out = Path(a.out or f"models/{a.model}")
     train(a.model, a.data, out, Path(a.run_dir or f"runs/{a.model}"), seed=a.seed, epochs=a.epochs,
-          resume=not a.fresh, limit=a.limit, threads=a.threads)
+          resume=not a.fresh, limit=a.limit, threads=a.threads, stop_after=a.stop_after)
     return 0
 
 
@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--limit", type=int, help="use only this many images per split (smoke runs)")
     t.add_argument("--threads", type=int, help="torch threads (default: all cores)")
     t.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint")
+    t.add_argument("--stop-after", type=int, help="stop after this many epochs (resume later)")
     t.set_defaults(func=_cmd_train)
 
     from app import cli_ext

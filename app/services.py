@@ -175,12 +175,13 @@ class Engine:
     def filters(self, lm: LoadedModel, layer: str | None) -> torch.Tensor:
         """Weights (K, C, kh, kw) of a conv layer (default: the first one)."""
         name = layer or lm.first_conv
-        info = lm.layer(name)
-        w = getattr(dict(lm.module.named_modules())[name], "weight", None)
-        if info.type != "Conv2d" or w is None or w.dim() != 4:
-            convs = [li.name for li in lm.layers if li.type == "Conv2d"]
+        lm.layer(name)
+        modules = dict(lm.module.named_modules())
+        mod = modules[name]
+        if not isinstance(mod, torch.nn.Conv2d):
+            convs = [li.name for li in lm.layers if isinstance(modules[li.name], torch.nn.Conv2d)]
             raise BadParameterError(f"layer {name!r} is not a convolution; filters exist for: {', '.join(convs)}")
-        return w.detach()
+        return mod.weight.detach()
 
     def filters_png(self, lm: LoadedModel, layer: str | None, view: str) -> bytes:
         if view not in ("rgb", "channels"):

@@ -123,8 +123,12 @@ def _save_weights(model: nn.Module, path: Path, meta: dict[str, str] | None = No
 
 def train(model_name: str, data: str, out_dir: Path, run_dir: Path, *, seed: int = 0,
           epochs: int | None = None, resume: bool = True, limit: int | None = None,
-          threads: int | None = None) -> dict[str, object]:
-    """Train ``model_name`` on ``data`` and write ``out_dir/weights.safetensors`` + ``card.json``."""
+          threads: int | None = None, stop_after: int | None = None) -> dict[str, object] | None:
+    """Train ``model_name`` on ``data`` and write ``out_dir/weights.safetensors`` + ``card.json``.
+
+    ``stop_after`` ends this invocation after that many epochs (the checkpoint stays, a later call
+    resumes); returns the card when training is complete, else None.
+    """
     recipe = RECIPES[model_name]
     if epochs is not None:
         recipe = Recipe(**{**asdict(recipe), "epochs": epochs})
@@ -159,7 +163,8 @@ def train(model_name: str, data: str, out_dir: Path, run_dir: Path, *, seed: int
     elif 0 in recipe.snapshots:
         _save_weights(model, out_dir / "snapshots" / "epoch-000.safetensors", dtype=torch.float16)
 
-    for epoch in range(start_epoch, recipe.epochs):
+    last = recipe.epochs if stop_after is None else min(recipe.epochs, start_epoch + stop_after)
+    for epoch in range(start_epoch, last):
         t0 = time.perf_counter()
         model.train()
         perm = torch.randperm(len(xtr), generator=gen)
@@ -193,6 +198,9 @@ def train(model_name: str, data: str, out_dir: Path, run_dir: Path, *, seed: int
                           dtype=torch.float16)
         _atomic_save({"model": model.state_dict(), "opt": opt.state_dict(), "gen": gen.get_state(),
                       "epoch": epoch + 1, "wall": wall}, ckpt_path)
+    if last < recipe.epochs:
+        tqdm.write(f"stopped after epoch {last}; run again to resume from {ckpt_path}")
+        return None
 
     acc, per_class = evaluate(model, xte, yte, num_classes)
     data_desc = data if data == CIFAR10_ALIAS else Path(data).name
