@@ -20,6 +20,7 @@ from app.core.imaging import ImageError
 from app.core.probe import UnknownLayerError
 from app.core.zoo import UnknownModelError, Zoo, discover
 from app.gate import Overloaded
+from app.limits import BodyLimit, UploadRateLimit
 from app.services import BadParameterError, Engine, UnknownImageError
 from app.store import Store
 from app.web import is_api, render_error
@@ -66,6 +67,8 @@ def create_app(settings: Settings | None = None, *, zoo: Zoo | None = None) -> F
     )
     app.state.settings = settings
 
+    app.add_middleware(UploadRateLimit, per_minute=settings.upload_rate_per_minute)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST", "DELETE"],
                            allow_headers=["*"])
@@ -120,6 +123,9 @@ def create_app(settings: Settings | None = None, *, zoo: Zoo | None = None) -> F
         msg = e.detail if isinstance(e.detail, str) else "error"
         if e.status_code == 404 and msg == "Not Found":
             msg = f"No page at {request.url.path}. The API is documented at /docs."
+        elif e.status_code == 400 and "parsing the body" in msg:
+            msg = ("The request body is not valid multipart/form-data. Send the photo as the form field "
+                   "`file` (e.g. curl -F file=@photo.jpg).")
         return _err(request, e.status_code, "http_error", msg, headers=getattr(e, "headers", None))
 
     from app.routes import api, health, pages

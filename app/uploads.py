@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from fastapi import UploadFile
+from fastapi import Request, UploadFile
+from starlette.datastructures import UploadFile as StarletteUploadFile
 
 from app.core.imaging import ImageError
 
@@ -23,3 +24,12 @@ async def read_upload(file: UploadFile, max_bytes: int) -> bytes:
                              "Upload a smaller photo (or resize it first).", 413)
         parts.append(chunk)
     return b"".join(parts)
+
+
+async def ensure_single_file(request: Request) -> None:
+    """Refuse a request that carries more than one file (the form is already parsed and cached)."""
+    form = await request.form()
+    files = [v for _, v in form.multi_items() if isinstance(v, StarletteUploadFile)]
+    if len(files) > 1:
+        raise ImageError("too_many_files", f"The request carries {len(files)} files; send one photo per request "
+                         "in the form field `file`.", 400)

@@ -56,14 +56,17 @@ class Preprocess:
     std: tuple[float, float, float]
 
     def image(self, img: Image.Image) -> Image.Image:
-        """The RGB picture the network sees (same pixels as :meth:`tensor`, before normalisation)."""
+        """The RGB picture the network sees (same pixels as :meth:`tensor`, before normalisation).
+
+        Equivalent to "resize the shorter side to ``resize``, then centre-crop ``crop``", done as one
+        resampling of the centre region, so a 10000x1 strip never becomes a huge intermediate.
+        """
         img = img.convert("RGB")
         w, h = img.size
-        s = self.resize / min(w, h)
-        nw, nh = max(self.crop, round(w * s)), max(self.crop, round(h * s))
-        img = img.resize((nw, nh), Image.Resampling.BILINEAR, reducing_gap=None)
-        left, top = (nw - self.crop) // 2, (nh - self.crop) // 2
-        return img.crop((left, top, left + self.crop, top + self.crop))
+        side = self.crop * min(w, h) / self.resize  # the crop's size in source pixels
+        left, top = (w - side) / 2, (h - side) / 2
+        return img.resize((self.crop, self.crop), Image.Resampling.BILINEAR,
+                          box=(max(0.0, left), max(0.0, top), min(w, left + side), min(h, top + side)))
 
     def to_tensor(self, img: Image.Image) -> torch.Tensor:
         """A network-sized RGB picture -> normalised (1, 3, crop, crop) float tensor."""

@@ -25,7 +25,7 @@ from app.schemas import (
 )
 from app.services import Engine, npy_bytes
 from app.store import ImageRecord
-from app.uploads import read_upload
+from app.uploads import ensure_single_file, read_upload
 
 router = APIRouter(prefix="/api", tags=["api"])
 ERRORS = {404: {"model": Problem, "description": "unknown model, layer or image"},
@@ -108,6 +108,7 @@ async def get_filters(engine: EngineDep, model: Annotated[str, Path(max_length=6
     summary="Upload a photo (multipart field `file`); stored once by content hash")
 async def upload_image(request: Request, engine: EngineDep,
                        file: Annotated[UploadFile, File(description="JPEG, PNG, WebP, BMP or GIF")]) -> JSONResponse:
+    await ensure_single_file(request)
     data = await read_upload(file, engine.settings.max_upload_bytes)
     up = await engine.gate.run(engine.ingest, data, file.filename or "upload")
     return JSONResponse(image_out(up.record).model_dump(), status_code=201 if up.created else 200,

@@ -15,7 +15,7 @@ from app.core.zoo import LoadedModel
 from app.deps import EngineDep
 from app.routes.api import model_detail, pick_model
 from app.services import Engine, check_channel
-from app.uploads import read_upload
+from app.uploads import ensure_single_file, read_upload
 from app.web import render, url_with
 
 router = APIRouter(include_in_schema=False)
@@ -102,6 +102,7 @@ async def home(request: Request, engine: EngineDep, model: Annotated[str | None,
 async def upload_page(request: Request, engine: EngineDep, file: Annotated[UploadFile, File()],
                       model: Annotated[str, Form(max_length=64)] = "") -> Response:
     lm = pick_model(engine, model or None)
+    await ensure_single_file(request)
     data = await read_upload(file, engine.settings.max_upload_bytes)
     up = await engine.gate.run(engine.ingest, data, file.filename or "upload")
     target = url_with(request, f"/images/{up.record.id}", model=lm.name)
