@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test test-all setup browser-deps lint bench clean
+.PHONY: run test setup browser-deps lint bench fuzz clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -26,6 +26,10 @@ run: $(STAMP)
 
 test: $(STAMP) browser-deps
 	$(BIN)/python -m pytest -q
+
+# Nightly-style fuzzing: many more schemathesis and hypothesis examples than the default suite.
+fuzz: $(STAMP)
+	CONVSCOPE_FUZZ_EXAMPLES=200 $(BIN)/python -m pytest -q -s tests/test_fuzz.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check app tests bench

@@ -128,6 +128,25 @@ def create_app(settings: Settings | None = None, *, zoo: Zoo | None = None) -> F
                    "`file` (e.g. curl -F file=@photo.jpg).")
         return _err(request, e.status_code, "http_error", msg, headers=getattr(e, "headers", None))
 
+    def custom_openapi() -> dict[str, object]:
+        """The schema, with FastAPI's validation-error body replaced by what the API really sends."""
+        if app.openapi_schema:
+            return app.openapi_schema
+        from fastapi.openapi.utils import get_openapi
+
+        schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+        schemas["HTTPValidationError"] = {
+            "title": "Problem", "type": "object", "required": ["detail", "code"],
+            "properties": {"detail": {"type": "string", "description": "what went wrong and what to do"},
+                           "code": {"type": "string"},
+                           "errors": {"type": "array", "items": {"type": "object"}},
+                           "valid": {"type": "array", "items": {"type": "string"}}}}
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = custom_openapi  # type: ignore[method-assign]
+
     from app.routes import api, health, pages
 
     app.include_router(health.router)

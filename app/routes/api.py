@@ -31,6 +31,12 @@ router = APIRouter(prefix="/api", tags=["api"])
 ERRORS = {404: {"model": Problem, "description": "unknown model, layer or image"},
           422: {"model": Problem, "description": "invalid parameter"},
           503: {"model": Problem, "description": "busy: retry after the Retry-After header"}}
+UPLOAD_ERRORS = {400: {"model": Problem, "description": "empty, truncated, several files or malformed multipart"},
+                 413: {"model": Problem, "description": "over the size or pixel limits"},
+                 415: {"model": Problem, "description": "not an accepted image format"},
+                 422: {"model": Problem, "description": "no `file` field"},
+                 429: {"model": Problem, "description": "too many uploads from this client (rate limit)"},
+                 503: {"model": Problem, "description": "busy: retry after the Retry-After header"}}
 
 ModelQ = Annotated[str | None, Query(max_length=64, description="model name (default: the server's default model)")]
 ImageId = Annotated[str, Path(max_length=64, description="image id from POST /api/images")]
@@ -103,8 +109,7 @@ async def get_filters(engine: EngineDep, model: Annotated[str, Path(max_length=6
 
 
 @router.post("/images", status_code=201, response_model=ImageOut, responses={
-    200: {"model": ImageOut, "description": "the same bytes were uploaded before"},
-    400: {"model": Problem}, 413: {"model": Problem}, 415: {"model": Problem}},
+    200: {"model": ImageOut, "description": "the same bytes were uploaded before"}, **UPLOAD_ERRORS},
     summary="Upload a photo (multipart field `file`); stored once by content hash")
 async def upload_image(request: Request, engine: EngineDep,
                        file: Annotated[UploadFile, File(description="JPEG, PNG, WebP, BMP or GIF")]) -> JSONResponse:
@@ -115,7 +120,8 @@ async def upload_image(request: Request, engine: EngineDep,
                         headers={"Location": f"/api/images/{up.record.id}"})
 
 
-@router.get("/images", response_model=list[ImageOut], summary="Stored uploads, newest first")
+@router.get("/images", response_model=list[ImageOut], responses={422: ERRORS[422]},
+            summary="Stored uploads, newest first")
 async def list_images(engine: EngineDep, limit: Annotated[int, Query(ge=1, le=500)] = 50,
                       offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0) -> list[ImageOut]:
     return [image_out(r) for r in engine.store.list_images(limit, offset)]
