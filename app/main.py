@@ -47,7 +47,8 @@ def create_app(settings: Settings | None = None, *, zoo: Zoo | None = None) -> F
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         torch.set_num_threads(settings.torch_threads)
-        the_zoo = zoo or Zoo.load(discover(settings.models_dir, settings.torchvision_models),
+        the_zoo = zoo or Zoo.load(discover(settings.models_dir, settings.torchvision_models,
+                                           effnet=settings.serve_efficientnet),
                                   strict=[p.name for p in settings.models_dir.iterdir() if (p / "card.json").exists()]
                                   if settings.models_dir.is_dir() else [])
         store = Store(settings.data_dir)

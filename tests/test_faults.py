@@ -1,0 +1,120 @@
+"""Faults: SIGKILL during uploads loses no acknowledged upload; SIGTERM finishes in-flight requests;
+a damaged store is reported at start."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from app.config import ROOT, Settings
+from app.main import create_app
+from app.store import StoreError
+from conftest import _free_port, make_photo
+
+
+def start_server(tmp: Path, port: int) -> subprocess.Popen:
+    models = tmp / "models"
+    if not models.exists():
+        shutil.copytree(ROOT / "models" / "lenet", models / "lenet")
+    env = {**os.environ, "CONVSCOPE_DATA_DIR": str(tmp / "data"), "CONVSCOPE_MODELS_DIR": str(models),
+           "CONVSCOPE_SERVE_EFFICIENTNET": "false", "CONVSCOPE_DEFAULT_MODEL": "lenet", "CONVSCOPE_TORCH_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--port", str(port)], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError("server did not start: " + proc.stderr.read().decode()[-2000:])
+
+
+def test_sigkill_during_uploads_loses_no_acknowledged_upload(tmp_path: Path):
+    port = _free_port()
+    proc = start_server(tmp_path, port)
+    acked: dict[str, str] = {}
+    stop = threading.Event()
+
+    def uploader(k: int) -> None:
+        i = 0
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as c:
+            while not stop.is_set():
+                data = make_photo(400, 300, seed=1000 * k + i, fmt="PNG")
+                i += 1
+                try:
+                    r = c.post("/api/images", files={"file": (f"{k}-{i}.png", data, "image/png")})
+                except httpx.HTTPError:
+                    return
+                if r.status_code == 201:
+                    acked[r.json()["id"]] = hashlib.sha256(data).hexdigest()
+
+    threads = [threading.Thread(target=uploader, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    time.sleep(3)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    stop.set()
+    for t in threads:
+        t.join(10)
+    assert len(acked) >= 3, "uploads were acknowledged before the kill"
+    proc = start_server(tmp_path, port)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as c:
+            for iid, sha in acked.items():
+                meta = c.get(f"/api/images/{iid}").json()
+                assert meta["sha256"] == sha
+                png = c.get(f"/api/images/{iid}/file")
+                assert png.status_code == 200
+                assert Image.open(io.BytesIO(png.content)).size == (400, 300)
+            listed = c.get("/api/images", params={"limit": 500}).json()
+            for m in listed:  # nothing half-written is ever served
+                assert c.get(m["url"]).status_code == 200
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def test_sigterm_finishes_the_request_in_flight(tmp_path: Path):
+    port = _free_port()
+    proc = start_server(tmp_path, port)
+    data = make_photo(200, 150, seed=3, fmt="PNG")
+    head = (b'--zz\r\nContent-Disposition: form-data; name="file"; filename="slow.png"\r\n'
+            b"Content-Type: image/png\r\n\r\n")
+    body = head + data + b"\r\n--zz--\r\n"
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(b"POST /api/images HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=zz\r\n"
+                     b"Content-Length: %d\r\n\r\n" % len(body))
+        sock.sendall(body[: len(body) // 2])
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        sock.sendall(body[len(body) // 2:])
+        reply = sock.recv(65536)
+    assert reply.startswith(b"HTTP/1.1 201"), reply[:200]
+    assert proc.wait(30) in (0, -signal.SIGTERM)  # uvicorn re-raises SIGTERM after a graceful shutdown
+
+
+def test_damaged_store_is_reported_at_start(tmp_path: Path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "convscope.sqlite3").write_bytes(b"this is not a database" * 100)
+    s = Settings(data_dir=data, models_dir=tmp_path / "none", serve_efficientnet=False)
+    with pytest.raises(StoreError, match="cannot be opened|damaged"), TestClient(create_app(s)):
+        pass
