@@ -57,6 +57,7 @@ def create_app(settings: Settings | None = None, *, zoo: Zoo | None = None) -> F
         try:
             yield
         finally:
+            await app.state.engine.close()
             store.close()
 
     limits = (f"Uploads: at most {settings.max_upload_bytes:,} bytes, {settings.max_side:,} pixels a side and "

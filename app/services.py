@@ -15,9 +15,12 @@ import numpy as np
 import torch
 from PIL import Image
 
+from starlette.concurrency import run_in_threadpool
+
+from app.batching import MicroBatcher
 from app.config import Settings
 from app.core import imaging
-from app.core.inference import Analysis, analyze
+from app.core.inference import Analysis, analyze, analyze_batch, predict_batch
 from app.core.zoo import LoadedModel, Zoo
 from app.gate import Gate
 from app.store import ImageRecord, Store
@@ -85,7 +88,11 @@ class Engine:
         self.zoo = zoo
         self.store = store
         self.gate = Gate(settings.inference_concurrency, settings.inference_wait_s)
+        # Predictions batch widely; full analyses (every activation kept) in small batches: memory.
+        self.predict_batcher = MicroBatcher(self.gate, max_batch=16)
+        self.analysis_batcher = MicroBatcher(self.gate, max_batch=4)
         self._analyses = _LRU(512 * 1024 * 1024)
+        self._probs: OrderedDict[tuple[str, str], torch.Tensor] = OrderedDict()
         self._pictures: OrderedDict[str, Image.Image] = OrderedDict()
         self._pic_lock = threading.Lock()
 
@@ -144,6 +151,44 @@ class Engine:
         result = analyze(lm, self.picture(rec))
         self._analyses.put(key, result)
         return result
+
+    def _input(self, lm: LoadedModel, rec: ImageRecord) -> torch.Tensor:
+        return lm.spec.preprocess.tensor(self.picture(rec))
+
+    async def predictions(self, lm: LoadedModel, rec: ImageRecord) -> torch.Tensor:
+        """Class probabilities; concurrent requests share batched forward passes (no activations kept)."""
+        key = (lm.name, rec.id)
+        full = self._analyses.get(key)
+        if full is not None:
+            return full.probabilities
+        with self._pic_lock:
+            hit = self._probs.get(key)
+        if hit is not None:
+            return hit
+        x = await run_in_threadpool(self._input, lm, rec)
+        probs = await self.predict_batcher.run(f"{lm.name}:probs", lambda b: predict_batch(lm, b), x)
+        assert isinstance(probs, torch.Tensor)
+        with self._pic_lock:
+            self._probs[key] = probs
+            while len(self._probs) > 4096:
+                self._probs.popitem(last=False)
+        return probs
+
+    async def analysis_async(self, lm: LoadedModel, rec: ImageRecord) -> Analysis:
+        """:meth:`analysis` for the event loop: batched with concurrent requests, kept in the LRU."""
+        key = (lm.name, rec.id)
+        hit = self._analyses.get(key)
+        if hit is not None:
+            return hit
+        x = await run_in_threadpool(self._input, lm, rec)
+        result = await self.analysis_batcher.run(f"{lm.name}:all", lambda b: analyze_batch(lm, b), x)
+        assert isinstance(result, Analysis)
+        self._analyses.put(key, result)
+        return result
+
+    async def close(self) -> None:
+        await self.predict_batcher.close()
+        await self.analysis_batcher.close()
 
     def network_input(self, lm: LoadedModel, rec: ImageRecord) -> Image.Image:
         """The picture as the network sees it (resized and cropped)."""

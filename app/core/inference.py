@@ -22,6 +22,13 @@ class Prediction:
     probability: float
 
 
+def top_k(probabilities: torch.Tensor, categories: Sequence[str], k: int = 5) -> list[Prediction]:
+    """The ``k`` most probable classes, most probable first."""
+    k = max(1, min(k, probabilities.numel()))
+    p, i = probabilities.topk(k)
+    return [Prediction(int(j), categories[int(j)], float(q)) for q, j in zip(p, i)]
+
+
 @dataclass(frozen=True)
 class ChannelStats:
     """Per-channel minimum, maximum and mean of one layer's activation."""
@@ -39,9 +46,7 @@ class Analysis:
     activations: dict[str, torch.Tensor]
 
     def top(self, categories: Sequence[str], k: int = 5) -> list[Prediction]:
-        k = max(1, min(k, self.probabilities.numel()))
-        p, i = self.probabilities.topk(k)
-        return [Prediction(int(j), categories[int(j)], float(q)) for q, j in zip(p, i)]
+        return top_k(self.probabilities, categories, k)
 
     @property
     def nbytes(self) -> int:
@@ -72,8 +77,18 @@ def analyze_batch(lm: LoadedModel, batch: torch.Tensor, layers: Sequence[str] | 
     with capture(lm.module, names, clone=lm.clone_layers) as acts:
         logits = lm.module(batch)
     probs = torch.softmax(logits.float(), dim=1)
-    return [Analysis(probabilities=probs[i], activations={k: v[i] for k, v in acts.items()})
+    if batch.shape[0] == 1:
+        return [Analysis(probabilities=probs[0], activations={k: v[0] for k, v in acts.items()})]
+    # Own copies per image, so that evicting one cached analysis frees its memory.
+    return [Analysis(probabilities=probs[i].clone(), activations={k: v[i].clone() for k, v in acts.items()})
             for i in range(batch.shape[0])]
+
+
+@torch.inference_mode()
+def predict_batch(lm: LoadedModel, batch: torch.Tensor) -> list[torch.Tensor]:
+    """Class probabilities for a preprocessed batch, one tensor per image (no hooks)."""
+    probs = torch.softmax(lm.module(batch).float(), dim=1)
+    return list(probs.unbind(0))
 
 
 def analyze(lm: LoadedModel, img: Image.Image, layers: Sequence[str] | None = None) -> Analysis:

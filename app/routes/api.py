@@ -8,7 +8,9 @@ import orjson
 from fastapi import APIRouter, File, Path, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 
-from app.core.inference import channel_stats, channel_stats_arrays
+from starlette.concurrency import run_in_threadpool
+
+from app.core.inference import channel_stats, channel_stats_arrays, top_k
 from app.core.zoo import LoadedModel
 from app.deps import EngineDep
 from app.schemas import (
@@ -158,9 +160,9 @@ async def get_predictions(engine: EngineDep, image_id: ImageId, model: ModelQ = 
                           k: Annotated[int, Query(ge=1, le=1000)] = 5) -> PredictionsOut:
     rec = engine.image(image_id)
     lm = pick_model(engine, model)
-    a = await engine.gate.run(engine.analysis, lm, rec)
+    probs = await engine.predictions(lm, rec)
     return PredictionsOut(image=rec.id, model=lm.name,
-                          predictions=[PredictionOut(**vars(p)) for p in a.top(lm.spec.categories, k)])
+                          predictions=[PredictionOut(**vars(p)) for p in top_k(probs, lm.spec.categories, k)])
 
 
 def _analysis_body(engine: Engine, lm: LoadedModel, rec: ImageRecord, k: int) -> dict[str, object]:
@@ -180,7 +182,8 @@ async def get_analysis(engine: EngineDep, image_id: ImageId, model: ModelQ = Non
                        k: Annotated[int, Query(ge=1, le=1000)] = 5) -> Response:
     rec = engine.image(image_id)
     lm = pick_model(engine, model)
-    return fast_json(await engine.gate.run(_analysis_body, engine, lm, rec, k))
+    await engine.analysis_async(lm, rec)
+    return fast_json(await run_in_threadpool(_analysis_body, engine, lm, rec, k))
 
 
 @router.get("/images/{image_id}/activations/{layer}", response_model=ActivationOut,
@@ -192,10 +195,11 @@ async def get_activation(engine: EngineDep, image_id: ImageId, layer: Annotated[
     rec = engine.image(image_id)
     lm = pick_model(engine, model)
     lm.layer(layer)
+    await engine.analysis_async(lm, rec)
     if format == "png":
         data = await engine.gate.run(engine.activation_png, lm, rec, layer, channel)
         return Response(data, media_type="image/png")
-    act = await engine.gate.run(engine.activation, lm, rec, layer)
+    act = engine.activation(lm, rec, layer)
     if channel is not None:
         from app.services import check_channel
 

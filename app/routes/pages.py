@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from app import i18n
 from app.core import imaging
-from app.core.inference import channel_stats
+from app.core.inference import channel_stats, top_k
 from app.core.zoo import LoadedModel
 from app.deps import EngineDep
 from app.routes.api import model_detail, pick_model
@@ -116,11 +116,11 @@ async def image_page(request: Request, engine: EngineDep, image_id: Annotated[st
                      model: Annotated[str | None, Query(max_length=64)] = None) -> HTMLResponse:
     rec = engine.image(image_id)
     lm = pick_model(engine, model)
-    a = await engine.gate.run(engine.analysis, lm, rec)
+    probs = await engine.predictions(lm, rec)
     detail = model_detail(lm)
     return render(request, "image.html", {
         "rec": rec, "model": lm, "models": _models(engine), "detail": detail,
-        "predictions": a.top(lm.spec.categories, 5), "total": lm.total_parameters,
+        "predictions": top_k(probs, lm.spec.categories, 5), "total": lm.total_parameters,
         "input_size": lm.spec.preprocess.crop})
 
 
@@ -149,6 +149,8 @@ async def layer_page(request: Request, engine: EngineDep, image_id: Annotated[st
                      model: Annotated[str | None, Query(max_length=64)] = None) -> HTMLResponse:
     rec = engine.image(image_id)
     lm = pick_model(engine, model)
+    lm.layer(layer)
+    await engine.analysis_async(lm, rec)
     ctx = await engine.gate.run(_layer_context, engine, lm, rec, layer)
     return render(request, "layer.html", {"rec": rec, "model": lm, **ctx}, block="layer")
 
@@ -161,7 +163,8 @@ async def channel_page(request: Request, engine: EngineDep, image_id: Annotated[
     lm = pick_model(engine, model)
     info = lm.layer(layer)
     check_channel(channel, info.channels)
-    act = await engine.gate.run(engine.activation, lm, rec, layer)
+    await engine.analysis_async(lm, rec)
+    act = engine.activation(lm, rec, layer)
     m = act[channel] if act.dim() == 3 else act[channel:channel + 1][None]
     st = channel_stats(m[None])
     values = m.tolist() if m.numel() <= 32 * 32 else None

@@ -1,0 +1,83 @@
+"""Micro-batching gives the same answers as one-by-one inference; overload is answered with 503."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import httpx
+import torch
+from torch import nn
+
+from app.config import Settings
+from app.core.inference import analyze
+from app.core.zoo import ModelSpec, Zoo
+from app.main import create_app
+from app.services import Engine
+from app.store import Store
+from conftest import CIFAR_CLASSES, CIFAR_PRE, make_photo
+
+
+def test_concurrent_predictions_are_batched_and_exact(tmp_path: Path, zoo: Zoo):
+    engine = Engine(Settings(data_dir=tmp_path), zoo, Store(tmp_path))
+    recs = [engine.ingest(make_photo(64, 48, seed=i), f"{i}.jpg").record for i in range(12)]
+    lm = zoo.get("cifarnet")
+
+    async def go() -> list[torch.Tensor]:
+        try:
+            return list(await asyncio.gather(*(engine.predictions(lm, r) for r in recs)))
+        finally:
+            await engine.close()
+
+    got = asyncio.run(go())
+    assert engine.predict_batcher.batches < len(recs), "concurrent requests shared forward passes"
+    assert engine.predict_batcher.items == len(recs)
+    for r, p in zip(recs, got):
+        ref = analyze(lm, engine.picture(r)).probabilities
+        torch.testing.assert_close(p, ref, rtol=1e-4, atol=1e-6)
+
+
+class Slow(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 2, 3)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.flat = nn.Flatten()
+        self.fc = nn.Linear(2, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.is_inference_mode_enabled():  # a served forward (not the start-up shape probe)
+            time.sleep(0.3)
+        return self.fc(self.flat(self.pool(self.conv(x))))
+
+
+def test_overload_gets_503_with_retry_after_and_the_server_recovers(tmp_path: Path):
+    slow = ModelSpec(name="slow", title="slow", source="test", preprocess=CIFAR_PRE, categories=CIFAR_CLASSES,
+                     load=Slow)
+    s = Settings(data_dir=tmp_path / "d", models_dir=tmp_path / "none", inference_concurrency=1,
+                 inference_wait_s=0.05, default_model="slow")
+    app = create_app(s, zoo=Zoo.load([slow]))
+
+    async def go() -> tuple[list[httpx.Response], httpx.Response]:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+                ids = []
+                for i in range(6):
+                    r = await c.post("/api/images", files={"file": (f"{i}.jpg", make_photo(seed=i), "image/jpeg")})
+                    ids.append(r.json()["id"])
+                engine = app.state.engine
+                engine.predict_batcher.max_batch = 1  # one image per forward: the queue must overflow
+                rs = await asyncio.gather(*(c.get(f"/api/images/{i}/predictions") for i in ids))
+                await asyncio.sleep(0.5)
+                after = await c.get(f"/api/images/{ids[0]}/predictions")
+                return list(rs), after
+
+    rs, after = asyncio.run(go())
+    codes = sorted(r.status_code for r in rs)
+    assert 200 in codes and 503 in codes, codes
+    for r in rs:
+        if r.status_code == 503:
+            assert int(r.headers["retry-after"]) >= 1 and "busy" in r.json()["detail"]
+    assert after.status_code == 200
