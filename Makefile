@@ -36,6 +36,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/serve_latency.py
+	$(BIN)/python bench/load.py --model cifarnet --clients 32 --seconds 60 --requests 10000
 
 clean:
 	rm -rf $(VENV) .pytest_cache
