@@ -16,12 +16,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app import __version__
 from app.config import ROOT, Settings, get_settings
+from app.core.errors import NotFoundError
 from app.core.imaging import ImageError
-from app.core.probe import UnknownLayerError
-from app.core.zoo import UnknownModelError, Zoo, discover
+from app.core.zoo import Zoo, discover
 from app.gate import Overloaded
 from app.limits import BodyLimit, UploadRateLimit
-from app.services import BadParameterError, Engine, UnknownImageError
+from app.services import BadParameterError, Engine
 from app.store import Store
 from app.web import is_api, render_error
 
@@ -89,17 +89,9 @@ def create_app(settings: Settings | None = None, *, zoo: Zoo | None = None) -> F
                                 headers=headers)
         return render_error(request, status, message, headers=headers)
 
-    @app.exception_handler(UnknownModelError)
-    async def _unknown_model(request: Request, e: UnknownModelError) -> Response:
-        return _err(request, 404, "unknown_model", str(e), {"valid": e.valid})
-
-    @app.exception_handler(UnknownLayerError)
-    async def _unknown_layer(request: Request, e: UnknownLayerError) -> Response:
-        return _err(request, 404, "unknown_layer", str(e), {"valid": e.valid})
-
-    @app.exception_handler(UnknownImageError)
-    async def _unknown_image(request: Request, e: UnknownImageError) -> Response:
-        return _err(request, 404, "unknown_image", str(e))
+    @app.exception_handler(NotFoundError)
+    async def _not_found(request: Request, e: NotFoundError) -> Response:
+        return _err(request, 404, f"unknown_{e.kind}", str(e), {"valid": e.valid} if e.valid else None)
 
     @app.exception_handler(ImageError)
     async def _bad_image(request: Request, e: ImageError) -> Response:

@@ -14,28 +14,25 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from PIL import Image
-
 from starlette.concurrency import run_in_threadpool
 
 from app.batching import MicroBatcher
 from app.config import Settings
 from app.core import imaging
+from app.core.errors import NotFoundError
 from app.core.inference import Analysis, analyze, analyze_batch, predict_batch
 from app.core.zoo import LoadedModel, Zoo
 from app.gate import Gate
 from app.store import ImageRecord, Store
 
 
-class UnknownImageError(KeyError):
+class UnknownImageError(NotFoundError):
     """An image id that the store does not hold."""
 
-    def __init__(self, image_id: str) -> None:
-        super().__init__(f"unknown image {image_id!r}; upload one with POST /api/images "
-                         "(GET /api/images lists the stored ones)")
-        self.image_id = image_id
+    kind = "image"
 
-    def __str__(self) -> str:
-        return str(self.args[0])
+    def __init__(self, image_id: str) -> None:
+        super().__init__(image_id, hint="upload one with POST /api/images (GET /api/images lists the stored ones)")
 
 
 class BadParameterError(ValueError):

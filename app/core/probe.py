@@ -13,18 +13,13 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from app.core.errors import NotFoundError
 
-class UnknownLayerError(KeyError):
+
+class UnknownLayerError(NotFoundError):
     """A layer name that the model does not have; the message lists the valid ones."""
 
-    def __init__(self, name: str, valid: Iterable[str]) -> None:
-        self.name = name
-        self.valid = list(valid)
-        shown = ", ".join(self.valid[:60]) + (" ..." if len(self.valid) > 60 else "")
-        super().__init__(f"unknown layer {name!r}; layers are: {shown}")
-
-    def __str__(self) -> str:
-        return str(self.args[0])
+    kind = "layer"
 
 
 @dataclass(frozen=True)

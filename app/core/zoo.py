@@ -25,21 +25,16 @@ from PIL import Image
 from torch import nn
 
 from app.core import nets
+from app.core.errors import NotFoundError
 from app.core.probe import LayerInfo, first_conv, modified_in_place, summarize
 
 log = logging.getLogger("convscope.zoo")
 
 
-class UnknownModelError(KeyError):
+class UnknownModelError(NotFoundError):
     """A model name that is not served; the message lists the served ones."""
 
-    def __init__(self, name: str, valid: Iterable[str]) -> None:
-        self.name = name
-        self.valid = list(valid)
-        super().__init__(f"unknown model {name!r}; models are: {', '.join(self.valid)}")
-
-    def __str__(self) -> str:
-        return str(self.args[0])
+    kind = "model"
 
 
 class ModelLoadError(RuntimeError):
