@@ -27,6 +27,7 @@ class Gate:
         self.wait_s = wait_s
         self._sem: asyncio.Semaphore | None = None
         self.waiting = 0
+        self.busy = 0
         self.rejected = 0
 
     def _semaphore(self) -> asyncio.Semaphore:
@@ -45,7 +46,9 @@ class Gate:
             raise Overloaded(retry_after=max(1, round(self.wait_s / 2))) from None
         finally:
             self.waiting -= 1
+        self.busy += 1
         try:
             return await run_in_threadpool(fn, *args)
         finally:
+            self.busy -= 1
             sem.release()

@@ -7,4 +7,15 @@ from fastapi import FastAPI
 
 def include(app: FastAPI) -> None:
     """Include the optional routers."""
+    from app.routes import lecture
+
+    app.include_router(lecture.api)
+    app.include_router(lecture.pages)
+    from app.routes import examples
+
+    examples.include(app)
+    from app.routes import featvis
+
+    app.include_router(featvis.api)
+    app.include_router(featvis.pages)
     return None

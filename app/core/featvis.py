@@ -1,0 +1,220 @@
+"""Feature visualization by gradient ascent on the input (after Olah et al., Distill 2017).
+
+Three separate parts, as in Lucent, but typed and with hooks that never outlive a call:
+
+* the image parameterisation: a Fourier spectrum scaled by 1/frequency (so optimisation favours
+  smooth images), decorrelated colour, a sigmoid to [0, 1];
+* the objective: a conv channel (mean over positions), a single neuron (one position of a channel),
+  a linear unit, a class logit, or a whole layer (DeepDream: mean squared activation), optionally
+  with a diversity term that pushes several images of one objective apart (Gram-matrix cosine);
+* robustness transforms applied before every step: padding, jitter, random scale, random rotation.
+
+Everything is seeded; a run is deterministic for a given seed and settings.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from app.core.probe import capture
+
+OBJECTIVES = ("channel", "neuron", "unit", "class", "layer")
+
+# Square root of the colour correlation of natural images (ImageNet statistics, as used by Lucid).
+_COLOR_SQRT = torch.tensor([[0.26, 0.09, 0.02], [0.27, 0.00, -0.05], [0.27, -0.09, 0.03]])
+_COLOR_SQRT = _COLOR_SQRT / _COLOR_SQRT.norm(dim=0).max()
+
+
+@dataclass(frozen=True)
+class Objective:
+    """What to maximise: ``kind`` in OBJECTIVES, at ``layer``; ``channel`` (or unit / class index);
+    ``y``, ``x`` for a neuron (default: the centre)."""
+
+    kind: str
+    layer: str
+    channel: int = 0
+    y: int | None = None
+    x: int | None = None
+
+    def describe(self) -> str:
+        if self.kind == "layer":
+            return f"layer {self.layer} (DeepDream)"
+        if self.kind == "neuron":
+            return f"{self.layer} channel {self.channel} at ({self.y}, {self.x})"
+        return f"{self.layer} {self.kind} {self.channel}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Optimisation settings; see :func:`default_settings` for per-model defaults."""
+
+    size: int = 32
+    steps: int = 256
+    lr: float = 0.05
+    decay: float = 1.0
+    pad: int = 2
+    jitter: int = 1
+    scales: tuple[float, ...] = (0.95, 1.0, 1.05)
+    angles: tuple[float, ...] = (-5.0, 0.0, 5.0)
+    images: int = 1
+    diversity: float = 0.0
+    seed: int = 0
+
+    def key(self) -> str:
+        return ",".join(f"{k}={v}" for k, v in sorted(asdict(self).items()))
+
+
+def default_settings(input_size: int, **overrides: object) -> Settings:
+    """Defaults tuned by input size: a 32x32 CIFAR network needs little jitter and no large
+    rotations (each pixel is a big share of the image); a 224x224 network wants more of both."""
+    if input_size <= 64:
+        base = Settings(size=input_size, steps=256, lr=0.05, pad=2, jitter=1, scales=(0.95, 1.0, 1.05),
+                        angles=(-5.0, 0.0, 5.0))
+    else:
+        base = Settings(size=input_size, steps=128, lr=0.05, pad=12, jitter=8,
+                        scales=tuple(1 + (i - 5) / 50 for i in range(11)), angles=tuple(float(a) for a in range(-10, 11)))
+    return Settings(**{**asdict(base), **{k: v for k, v in overrides.items() if v is not None}})
+
+
+@dataclass
+class Result:
+    """Images in [0, 1] (N, 3, H, W), the objective after every step, and how the run ended."""
+
+    images: torch.Tensor
+    history: list[float] = field(default_factory=list)
+    steps_done: int = 0
+    cancelled: bool = False
+
+
+class FourierImage(nn.Module):
+    """Images parameterised by a 1/f-scaled spectrum with decorrelated colour."""
+
+    def __init__(self, n: int, size: int, decay: float, gen: torch.Generator) -> None:
+        super().__init__()
+        fy = torch.fft.fftfreq(size)[:, None]
+        fx = torch.fft.rfftfreq(size)[None, :]
+        freq = torch.sqrt(fx * fx + fy * fy)
+        self.register_buffer("scale", 1.0 / torch.maximum(freq, torch.tensor(1.0 / size)) ** decay)
+        self.spectrum = nn.Parameter(torch.randn(n, 3, size, size // 2 + 1, 2, generator=gen) * 0.01)
+        self.size = size
+
+    def forward(self) -> torch.Tensor:
+        spec = torch.view_as_complex(self.spectrum) * self.scale
+        img = torch.fft.irfft2(spec, s=(self.size, self.size), norm="ortho") / 4.0
+        img = torch.einsum("nchw,dc->ndhw", img, _COLOR_SQRT)
+        return torch.sigmoid(img)
+
+
+def _transform(img: torch.Tensor, s: Settings, gen: torch.Generator, out: int) -> torch.Tensor:
+    """Pad, jitter, random scale and rotation, then back to the network's input size."""
+    n = img.shape[0]
+    x = F.pad(img, (s.pad,) * 4, mode="constant", value=0.5) if s.pad else img
+    if s.jitter:
+        dy, dx = (int(v) for v in torch.randint(-s.jitter, s.jitter + 1, (2,), generator=gen))
+        x = torch.roll(x, shifts=(dy, dx), dims=(2, 3))
+    scale = s.scales[int(torch.randint(len(s.scales), (1,), generator=gen))]
+    angle = math.radians(s.angles[int(torch.randint(len(s.angles), (1,), generator=gen))])
+    cos, sin = math.cos(angle) / scale, math.sin(angle) / scale
+    theta = torch.tensor([[cos, -sin, 0.0], [sin, cos, 0.0]], dtype=x.dtype).expand(n, 2, 3)
+    grid = F.affine_grid(theta, [n, 3, out, out], align_corners=False)
+    # sample the padded image so that the output covers the un-padded area at scale 1
+    grid = grid * (img.shape[-1] / x.shape[-1])
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+
+
+def objective_value(obj: Objective, act: torch.Tensor) -> torch.Tensor:
+    """Per-image value of the objective from the layer's output ``act`` (N, C, H, W) or (N, F)."""
+    if obj.kind == "layer":
+        return (act ** 2).flatten(1).mean(1)
+    if not 0 <= obj.channel < act.shape[1]:
+        raise ValueError(f"channel {obj.channel} out of range 0..{act.shape[1] - 1} for {obj.layer}")
+    if act.dim() == 2:
+        return act[:, obj.channel]
+    if obj.kind == "neuron":
+        h, w = act.shape[2:]
+        y = h // 2 if obj.y is None else obj.y
+        x = w // 2 if obj.x is None else obj.x
+        if not (0 <= y < h and 0 <= x < w):
+            raise ValueError(f"position ({y}, {x}) is outside the {h}x{w} map of {obj.layer}")
+        return act[:, obj.channel, y, x]
+    return act[:, obj.channel].flatten(1).mean(1)
+
+
+def _diversity(act: torch.Tensor) -> torch.Tensor:
+    """Mean pairwise cosine similarity of the images' Gram matrices (lower = more diverse)."""
+    n = act.shape[0]
+    if n < 2 or act.dim() != 4:
+        return act.new_zeros(())
+    flat = act.flatten(2)
+    gram = torch.bmm(flat, flat.transpose(1, 2)).flatten(1)
+    gram = F.normalize(gram, dim=1)
+    sim = gram @ gram.T
+    return (sim.sum() - sim.diagonal().sum()) / (n * (n - 1))
+
+
+def render(model: nn.Module, mean: tuple[float, ...], std: tuple[float, ...], objective: Objective,
+           settings: Settings, *, input_size: int,
+           progress: Callable[[int, float, torch.Tensor], None] | None = None, every: int = 8,
+           should_stop: Callable[[], bool] | None = None) -> Result:
+    """Optimise ``settings.images`` images to maximise ``objective``.
+
+    ``progress(step, value, images)`` is called every ``every`` steps and at the end;
+    ``should_stop()`` is checked before every step (a cancelled run returns ``cancelled=True``).
+    """
+    if objective.kind not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}")
+    gen = torch.Generator().manual_seed(settings.seed)
+    param = FourierImage(settings.images, settings.size, settings.decay, gen)
+    opt = torch.optim.Adam(param.parameters(), lr=settings.lr)
+    m = torch.tensor(mean).view(1, 3, 1, 1)
+    sd = torch.tensor(std).view(1, 3, 1, 1)
+    layer = objective.layer
+    result = Result(images=torch.empty(0))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode(False), torch.enable_grad(), capture(model, [layer], keep_grad=True) as acts:
+            for step in range(settings.steps):
+                if should_stop is not None and should_stop():
+                    result.cancelled = True
+                    break
+                img = param()
+                x = (_transform(img, settings, gen, input_size) - m) / sd
+                out = model(x)
+                act = out if objective.kind == "class" else acts[layer]
+                value = objective_value(objective, act)
+                loss = -value.mean()
+                if settings.diversity and settings.images > 1:
+                    loss = loss + settings.diversity * _diversity(act)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                result.history.append(float(value.detach().mean()))
+                result.steps_done = step + 1
+                if progress is not None and (step + 1) % every == 0:
+                    progress(step + 1, result.history[-1], param().detach())
+    finally:
+        model.train(was_training)
+    with torch.no_grad():
+        result.images = param().detach()
+    if progress is not None and not result.cancelled:
+        progress(result.steps_done, result.history[-1] if result.history else 0.0, result.images)
+    return result
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, mean: tuple[float, ...], std: tuple[float, ...], objective: Objective,
+             images: torch.Tensor, input_size: int) -> torch.Tensor:
+    """The objective's value on given [0, 1] images (no transforms): how strongly they activate it."""
+    x = images if images.shape[-1] == input_size else F.interpolate(images, size=(input_size, input_size),
+                                                                   mode="bilinear", align_corners=False)
+    x = (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+    with capture(model, [objective.layer]) as acts:
+        out = model(x)
+    return objective_value(objective, out if objective.kind == "class" else acts[objective.layer])

@@ -1,0 +1,217 @@
+"""Feature visualization (background jobs, cached) and attribution maps: JSON/PNG and HTML faces."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from app import i18n
+from app.core.featvis import OBJECTIVES
+from app.deps import EngineDep
+from app.featvis_service import FeatVisService, attribution_map, last_spatial_conv, make_objective, overlay_png
+from app.routes.api import ERRORS, fast_json, pick_model
+from app.services import Engine, NotFoundError
+from app.web import render, url_with
+
+api = APIRouter(prefix="/api", tags=["featvis"])
+pages = APIRouter(include_in_schema=False)
+
+i18n.register({
+    "fv.title": ("Feature visualization: {what}", "Visualización de rasgos: {what}"),
+    "fv.help": ("An image optimised by gradient ascent to excite this {kind} as much as possible, starting from "
+                "noise, with jitter, scaling and rotation at each step so that it does not exploit single pixels.",
+                "Una imagen optimizada por ascenso de gradiente para excitar este {kind} al máximo: parte de ruido "
+                "y en cada paso se desplaza, escala y gira para no aprovechar píxeles sueltos."),
+    "fv.step": ("Step {step} of {total} · objective {value}", "Paso {step} de {total} · objetivo {value}"),
+    "fv.queued": ("Waiting for a free worker…", "Esperando a que quede libre el proceso…"),
+    "fv.cancel": ("Cancel", "Cancelar"),
+    "fv.cancelled": ("Cancelled. Nothing was saved.", "Cancelado. No se guardó nada."),
+    "fv.failed": ("The job failed: {msg}", "El trabajo falló: {msg}"),
+    "fv.final": ("Objective on the final image: {value} (rose from {first} at the first step)",
+                 "Objetivo en la imagen final: {value} (subió desde {first} en el primer paso)"),
+    "fv.open": ("Feature visualization of channel {c}", "Visualización de rasgos del canal {c}"),
+    "fv.start": ("Render", "Generar"),
+    "fv.objective": ("Objective", "Objetivo"),
+    "fv.steps": ("Steps", "Pasos"),
+    "fv.seed": ("Seed", "Semilla"),
+    "attr.title": ("Why this prediction?", "¿Por qué esta predicción?"),
+    "attr.help": ("Bright areas are the pixels the chosen class depends on most, by the chosen method.",
+                  "Las zonas claras son los píxeles de los que más depende la clase elegida, según el método."),
+    "attr.method": ("Method", "Método"),
+    "attr.class": ("Class", "Clase"),
+    "attr.show": ("Show", "Mostrar"),
+    "attr.scale": ("Scale: {lo} (dark) to {hi} (yellow)", "Escala: {lo} (oscuro) a {hi} (amarillo)"),
+    "attr.saliency": ("Gradient saliency", "Saliencia por gradiente"),
+    "attr.smoothgrad": ("SmoothGrad", "SmoothGrad"),
+    "attr.gradcam": ("Grad-CAM", "Grad-CAM"),
+    "attr.occlusion": ("Occlusion", "Oclusión"),
+})
+
+
+def service(request: Request) -> FeatVisService:
+    st = request.app.state
+    if getattr(st, "featvis", None) is None:
+        st.featvis = FeatVisService(st.engine)
+    return st.featvis  # type: ignore[no-any-return]
+
+
+Kind = Literal["channel", "neuron", "unit", "class", "layer"]
+
+
+def _objective(engine: Engine, model: str, layer: str, channel: int, objective: str, y: int | None, x: int | None):
+    lm = engine.model(model)
+    return lm, make_objective(lm, objective, layer, channel, y, x)
+
+
+@api.get("/models/{model}/layers/{layer}/channels/{channel}/featvis", responses={
+    **ERRORS, 200: {"content": {"image/png": {}, "application/json": {}}},
+    202: {"description": "rendering: poll the job URL"}},
+    summary="Feature visualization of a channel / neuron / unit / class / layer: cached result or 202 + job")
+async def get_featvis(request: Request, engine: EngineDep, model: Annotated[str, Path(max_length=64)],
+                      layer: Annotated[str, Path(max_length=200)], channel: Annotated[int, Path(ge=0, le=100_000)],
+                      objective: Kind = "channel", y: Annotated[int | None, Query(ge=0, le=4096)] = None,
+                      x: Annotated[int | None, Query(ge=0, le=4096)] = None,
+                      steps: Annotated[int | None, Query(ge=1, le=2048)] = None,
+                      seed: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
+                      images: Annotated[int, Query(ge=1, le=4)] = 1,
+                      diversity: Annotated[float, Query(ge=0, le=100)] = 0.0,
+                      format: Literal["json", "png"] = "json") -> Response:
+    svc = service(request)
+    lm, obj = _objective(engine, model, layer, channel, objective, y, x)
+    s = svc.settings_for(lm, steps=steps, seed=seed, images=images, diversity=diversity)
+    hit = svc.cached(lm, obj, s)
+    if hit is not None:
+        png, meta = hit
+        if format == "png":
+            return Response(png, media_type="image/png")
+        return fast_json({"status": "done", "image_url": str(request.url.include_query_params(format="png")), **meta})
+    job = svc.start(lm, obj, s)
+    return JSONResponse({"status": job.status, "job": job.public(), "job_url": f"/api/jobs/{job.id}"},
+                        status_code=202, headers={"Location": f"/api/jobs/{job.id}"})
+
+
+@api.get("/jobs/{job_id}", responses={404: ERRORS[404]}, summary="Progress of a background job")
+async def get_job(request: Request, job_id: Annotated[str, Path(max_length=64)]) -> JSONResponse:
+    job = service(request).jobs.get(job_id)
+    if job is None:
+        raise JobNotFound(job_id)
+    return JSONResponse(job.public())
+
+
+@api.delete("/jobs/{job_id}", responses={404: ERRORS[404]}, summary="Cancel a background job (stops within one step)")
+async def cancel_job(request: Request, job_id: Annotated[str, Path(max_length=64)]) -> JSONResponse:
+    job = service(request).jobs.cancel(job_id)
+    if job is None:
+        raise JobNotFound(job_id)
+    return JSONResponse(job.public())
+
+
+@api.get("/jobs/{job_id}/preview.png", responses={404: ERRORS[404], 200: {"content": {"image/png": {}}}},
+         response_class=Response, summary="The latest intermediate image of a feature visualization job")
+async def job_preview(request: Request, job_id: Annotated[str, Path(max_length=64)]) -> Response:
+    job = service(request).jobs.get(job_id)
+    if job is None or job.preview is None:
+        raise JobNotFound(job_id)
+    return Response(job.preview, media_type="image/png", headers={"Cache-Control": "no-store"})
+
+
+class JobNotFound(NotFoundError):
+    kind = "job"
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(job_id, hint="jobs are started by the featvis endpoints and kept while the server runs")
+
+
+Method = Literal["saliency", "smoothgrad", "gradcam", "occlusion"]
+
+
+async def _attribution(engine: Engine, image_id: str, model: str | None, method: str, target: int | None,
+                       layer: str | None, window: int, stride: int, fill: float, n: int, sigma: float):
+    rec = engine.image(image_id)
+    lm = pick_model(engine, model)
+    amap = await engine.gate.run(attribution_map, engine, lm, rec, method, target, layer, window, stride, fill, n, sigma)
+    return rec, lm, amap
+
+
+@api.get("/images/{image_id}/attribution", responses={**ERRORS, 200: {"content": {"image/png": {}}}},
+         summary="Attribution map for one prediction: saliency, SmoothGrad, Grad-CAM or occlusion (JSON or PNG overlay)")
+async def get_attribution(engine: EngineDep, image_id: Annotated[str, Path(max_length=64)],
+                          model: Annotated[str | None, Query(max_length=64)] = None, method: Method = "gradcam",
+                          target: Annotated[int | None, Query(ge=0, le=100_000)] = None,
+                          layer: Annotated[str | None, Query(max_length=200)] = None,
+                          window: Annotated[int, Query(ge=1, le=512)] = 8, stride: Annotated[int, Query(ge=1, le=512)] = 4,
+                          fill: Annotated[float, Query(ge=-10, le=10)] = 0.0,
+                          n: Annotated[int, Query(ge=1, le=64)] = 16, sigma: Annotated[float, Query(ge=0, le=1)] = 0.15,
+                          format: Literal["json", "png"] = "json") -> Response:
+    rec, lm, amap = await _attribution(engine, image_id, model, method, target, layer, window, stride, fill, n, sigma)
+    if format == "png":
+        return Response(await run_in_threadpool(overlay_png, engine, lm, rec, amap), media_type="image/png")
+    v = amap.values
+    return fast_json({"image": rec.id, "model": lm.name, "method": amap.method, "target": amap.target,
+                      "label": lm.spec.categories[amap.target], "settings": amap.settings, "shape": list(v.shape),
+                      "min": float(v.min()), "max": float(v.max()), "values": v.float().numpy()})
+
+
+# -- HTML faces ---------------------------------------------------------------------------------
+@pages.get("/models/{model}/layers/{layer}/channels/{channel}/featvis", response_class=HTMLResponse)
+async def featvis_page(request: Request, engine: EngineDep, model: Annotated[str, Path(max_length=64)],
+                       layer: Annotated[str, Path(max_length=200)], channel: Annotated[int, Path(ge=0, le=100_000)],
+                       objective: Kind = "channel", steps: Annotated[int | None, Query(ge=1, le=2048)] = None,
+                       seed: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0) -> HTMLResponse:
+    svc = service(request)
+    lm, obj = _objective(engine, model, layer, channel, objective, None, None)
+    s = svc.settings_for(lm, steps=steps, seed=seed)
+    hit = svc.cached(lm, obj, s)
+    job = None if hit is not None else svc.start(lm, obj, s)
+    qs = {k: v for k, v in request.query_params.items() if k != "lang"}
+    return render(request, "featvis.html", {
+        "model": lm, "obj": obj, "settings": s, "meta": hit[1] if hit else None, "job": job,
+        "objectives": OBJECTIVES, "layer": layer, "channel": channel,
+        "image_url": url_with(request, f"/api/models/{lm.name}/layers/{layer}/channels/{channel}/featvis",
+                              **qs, format="png"),
+        "self_url": url_with(request, request.url.path, **qs)}, block="featvis")
+
+
+@pages.get("/jobs/{job_id}/panel", response_class=HTMLResponse)
+async def job_panel(request: Request, job_id: Annotated[str, Path(max_length=64)],
+                    done_url: Annotated[str, Query(max_length=500, pattern=r"^/[^/\\].*$|^/$")] = "/") -> Response:
+    job = service(request).jobs.get(job_id)
+    if job is None:
+        raise JobNotFound(job_id)
+    if job.status == "done" and request.headers.get("HX-Request") == "true":
+        return Response(status_code=200, headers={"HX-Redirect": done_url})
+    return render(request, "partials/job.html", {"job": job, "done_url": done_url}, block="job")
+
+
+@pages.post("/jobs/{job_id}/cancel", response_class=HTMLResponse)
+async def cancel_page(request: Request, job_id: Annotated[str, Path(max_length=64)],
+                      back: Annotated[str, Query(max_length=500, pattern=r"^/[^/\\].*$|^/$")] = "/") -> Response:
+    if service(request).jobs.cancel(job_id) is None:
+        raise JobNotFound(job_id)
+    if request.headers.get("HX-Request") == "true":
+        job = service(request).jobs.get(job_id)
+        return render(request, "partials/job.html", {"job": job, "done_url": back}, block="job")
+    return RedirectResponse(back, status_code=303)
+
+
+@pages.get("/images/{image_id}/attribution", response_class=HTMLResponse)
+async def attribution_page(request: Request, engine: EngineDep, image_id: Annotated[str, Path(max_length=64)],
+                           model: Annotated[str | None, Query(max_length=64)] = None, method: Method = "gradcam",
+                           target: Annotated[int | None, Query(ge=0, le=100_000)] = None) -> HTMLResponse:
+    rec, lm, amap = await _attribution(engine, image_id, model, method, target, None, 8 if lm_crop(engine, model) <= 64
+                                       else 32, 4 if lm_crop(engine, model) <= 64 else 16, 0.0, 16, 0.15)
+    v = amap.values
+    return render(request, "attribution.html", {
+        "rec": rec, "model": lm, "method": method, "methods": ("saliency", "smoothgrad", "gradcam", "occlusion"),
+        "target": amap.target, "label": lm.spec.categories[amap.target], "categories": lm.spec.categories,
+        "lo": f"{float(v.min()):.3g}", "hi": f"{float(v.max()):.3g}", "gradcam_layer": last_spatial_conv(lm),
+        "png_url": f"/api/images/{rec.id}/attribution?model={lm.name}&method={method}&target={amap.target}"
+                   f"&format=png" + ("" if lm.spec.preprocess.crop <= 64 else "&window=32&stride=16")},
+        block="attribution")
+
+
+def lm_crop(engine: Engine, model: str | None) -> int:
+    return pick_model(engine, model).spec.preprocess.crop
