@@ -821,6 +821,9 @@ def random_matrix(rows: int, cols: int, seed: int, lo: int = 0, hi: int = 9) -> 
     return tuple(tuple(int(v) for v in r) for r in rng.integers(lo, hi + 1, size=(rows, cols)))
 
 
+EXAMPLE_SEED = 22  # the first output pixel shows a positive map and one that ReLU sets to 0
+
+
 def example_volume(seed: int, n: int = 5, c: int = 3, f: int = 3, k: int = 2) -> tuple[Volume, tuple[Volume, ...],
                                                                                         tuple[int, ...]]:
     """A small RGB input (0…9), K filters f×f×c (−1…1) and biases (−3…3), reproducible from ``seed``."""

@@ -11,9 +11,11 @@ from __future__ import annotations
 import base64
 import re
 import secrets
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Coroutine, Sequence
 from functools import lru_cache
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
 import numpy as np
@@ -31,10 +33,28 @@ from app.core import lecture as L
 from app.core.zoo import UnknownModelError
 from app.deps import EngineDep
 from app.lecture_i18n import error_text, validation_text
-from app.lecture_schemas import (CnnLayerOut, CnnShapesOut, ChannelPartOut, Conv2dIn, Conv2dOut, Conv3dIn,
-                                 Conv3dOut, ConvStepOut, FcParamsOut, FilterPhotoIn, FilterPhotoOut, HandFilterOut,
-                                 OutputSizeOut, ParamRowOut, ParamTableOut, PixelFilterOut, PixelOut, PoolIn,
-                                 PoolOut, PoolWindowOut)
+from app.lecture_schemas import (
+    ChannelPartOut,
+    CnnLayerOut,
+    CnnShapesOut,
+    Conv2dIn,
+    Conv2dOut,
+    Conv3dIn,
+    Conv3dOut,
+    ConvStepOut,
+    FcParamsOut,
+    FilterPhotoIn,
+    FilterPhotoOut,
+    HandFilterOut,
+    OutputSizeOut,
+    ParamRowOut,
+    ParamTableOut,
+    PixelFilterOut,
+    PixelOut,
+    PoolIn,
+    PoolOut,
+    PoolWindowOut,
+)
 from app.schemas import Problem
 from app.services import Engine, UnknownImageError
 from app.web import is_api, is_htmx, lang_of, render, render_error
@@ -66,7 +86,7 @@ class LectureRoute(APIRoute):
                                                       valid=", ".join(e.valid)), {"valid": e.valid})
             except UnknownImageError as e:
                 return _problem(request, 404, "unknown_image",
-                                i18n.translator(lang)("lec.err.unknown_image", id=e.image_id))
+                                i18n.translator(lang)("lec.err.unknown_image", id=getattr(e, "name", "?")))
 
         return handle
 
@@ -82,6 +102,9 @@ api = APIRouter(prefix="/api/lecture", tags=["lecture"], route_class=LectureRout
 ERRORS: dict[int | str, dict[str, Any]] = {
     422: {"model": Problem, "description": "invalid input; the message says what to change (add ?lang=es for "
                                            "Spanish)"}}
+PHOTO_ERRORS: dict[int | str, dict[str, Any]] = {
+    **ERRORS, 404: {"model": Problem, "description": "unknown image id"},
+    503: {"model": Problem, "description": "busy: retry after the Retry-After header"}}
 PNG: dict[str, Any] = {"content": {"image/png": {}}}
 LangQ = Annotated[str | None, Query(max_length=5, description="language of error messages: en or es")]
 
@@ -184,7 +207,7 @@ def _table_out(model: str, t: L.ParamTable) -> ParamTableOut:
                     output_shape=list(r.output_shape) if r.output_shape is not None else None) for r in t.rows])
 
 
-@api.get("/params/lecture-net", response_model=ParamTableOut,
+@api.get("/params/lecture-net", response_model=ParamTableOut, responses=ERRORS,
          summary="The lecture network's parameters: 608 + 3,216 + 48,120 + 10,164 + 850 = 62,958")
 def api_params_lecture(lang: LangQ = None) -> ParamTableOut:
     return _table_out("lecture-net", L.lecture_net_table())
@@ -195,7 +218,7 @@ def _zoo_table(engine: Engine, model: str) -> L.ParamTable:
     return L.parameter_table(lm.module, shapes={li.name: li.output_shape for li in lm.layers})
 
 
-@api.get("/params/{model}", response_model=ParamTableOut, responses={404: {"model": Problem}},
+@api.get("/params/{model}", response_model=ParamTableOut, responses={**ERRORS, 404: {"model": Problem}},
          summary="Parameters of a served model, layer by layer, with formulas for Conv, Linear and BatchNorm")
 def api_params_model(engine: EngineDep, model: Annotated[str, Path(max_length=64)],
                      lang: LangQ = None) -> ParamTableOut:
@@ -229,9 +252,27 @@ def _filtered_png(res: L.FilteredPhoto) -> bytes:
     return imaging.png_bytes(im)
 
 
+_FILTERED: OrderedDict[tuple[str, L.HandFilter], tuple[L.FilteredPhoto, bytes]] = OrderedDict()
+_FILTERED_LOCK = threading.Lock()
+
+
 def _filter_photo(engine: Engine, image: str | None, flt: L.HandFilter) -> tuple[L.FilteredPhoto, bytes]:
-    res = L.apply_filter(_photo(engine, image), flt)
-    return res, _filtered_png(res)
+    """The filtered photo and its PNG; the last 32 (photo, filter) pairs are kept (a page shows the same
+    result three times: the legend's numbers, the input and the output)."""
+    pic = _photo(engine, image)  # checks that the image still exists
+    key = (image or "", flt)
+    with _FILTERED_LOCK:
+        hit = _FILTERED.get(key)
+        if hit is not None:
+            _FILTERED.move_to_end(key)
+            return hit
+    res = L.apply_filter(pic, flt)
+    out = (res, _filtered_png(res))
+    with _FILTERED_LOCK:
+        _FILTERED[key] = out
+        while len(_FILTERED) > 32:
+            _FILTERED.popitem(last=False)
+    return out
 
 
 def _photo_response(res: L.FilteredPhoto, png: bytes, fmt: str) -> Response:
@@ -243,24 +284,29 @@ def _photo_response(res: L.FilteredPhoto, png: bytes, fmt: str) -> Response:
     return Response(png, media_type="image/png", headers={"Cache-Control": "public, max-age=3600"})
 
 
-@api.get("/filter-photo", responses={**ERRORS, 200: {**PNG, "model": FilterPhotoOut}}, response_class=Response,
+@api.get("/filter-photo", responses={**PHOTO_ERRORS, 200: {**PNG, "model": FilterPhotoOut}}, response_class=Response,
          summary="A hand-made filter applied to a photo (grey levels): PNG, or JSON with the scale")
 async def api_filter_photo_get(engine: EngineDep, image: Annotated[str | None, Query(max_length=64)] = None,
                                filter: Annotated[str, Query(max_length=32)] = "vertical_edges",
-                               format: Annotated[str, Query(pattern="^(png|json)$")] = "png",
+                               format: Literal["png", "json"] = "png",
                                lang: LangQ = None) -> Response:
     """``image`` is an id from ``POST /api/images`` (default: the lecture's photo). Signed outputs (edges)
     are drawn with viridis, −m dark, 0 in the middle, +m bright; intensities in grey."""
-    res, png = await engine.gate.run(_filter_photo, engine, image, L.hand_filter(filter))
+    flt = L.hand_filter(filter)
+    if image:
+        engine.image(image)  # an unknown id: 404 before any work
+    res, png = await engine.gate.run(_filter_photo, engine, image, flt)
     return _photo_response(res, png, format)
 
 
-@api.post("/filter-photo", responses={**ERRORS, 200: {**PNG, "model": FilterPhotoOut}}, response_class=Response,
+@api.post("/filter-photo", responses={**PHOTO_ERRORS, 200: {**PNG, "model": FilterPhotoOut}}, response_class=Response,
           summary="A named filter or your own kernel applied to a photo: PNG, or JSON with the scale")
 async def api_filter_photo_post(engine: EngineDep, body: FilterPhotoIn, lang: LangQ = None) -> Response:
     if body.kernel is not None and body.filter is not None:
         raise L.LectureError("filter_or_kernel")
     flt = L.custom_filter(body.kernel) if body.kernel is not None else L.hand_filter(body.filter or "vertical_edges")
+    if body.image:
+        engine.image(body.image)
     res, png = await engine.gate.run(_filter_photo, engine, body.image, flt)
     return _photo_response(res, png, body.format)
 
@@ -284,12 +330,12 @@ def page(request: Request, n: int, template: str, ctx: dict[str, Any], pairs: Pa
     other = "es" if lang == "en" else "en"
     path = f"/lecture/{n}" if n else "/lecture"
     canonical = link(path, pairs, lang)
-    ctx = {**ctx, "n": n, "sections": SECTIONS, "canonical": canonical,
+    ctx = {**ctx, "sec": n, "sections": SECTIONS, "canonical": canonical,
            "lang_url": link(path, pairs, other),
            "prev_url": link(f"/lecture/{n - 1}" if n > 1 else "/lecture", [], lang) if n >= 1 else None,
            "next_url": link(f"/lecture/{n + 1}", [], lang) if n < len(SECTIONS) else None,
            "section_url": lambda i: link(f"/lecture/{i}", [], lang), "index_url": link("/lecture", [], lang),
-           "fmt": L.fmt, "shape_text": shape_text}
+           "fmt": show, "term": term, "shape_text": shape_text}
     if is_htmx(request) and request.headers.get("HX-History-Restore-Request") != "true":
         body = render(request, template, ctx, block="section").body
         nav = render(request, "lecture/_nav.html", {**ctx, "oob": True}).body
@@ -297,6 +343,17 @@ def page(request: Request, n: int, template: str, ctx: dict[str, Any], pairs: Pa
     resp = render(request, template, {**ctx, "full": True})
     resp.headers["Vary"] = "HX-Request"
     return resp
+
+
+def show(v: L.Number) -> str:
+    """A number for the projector: the true minus sign (−), wider and clearer than a hyphen."""
+    return L.fmt(v).replace("-", "−")
+
+
+def term(v: L.Number) -> str:
+    """A number inside a sum: negatives in parentheses."""
+    s = show(v)
+    return f"({s})" if s.startswith("−") else s
 
 
 def shape_text(shape: Sequence[int] | None) -> str:
@@ -347,7 +404,7 @@ class Inputs:
             return None
         side = self.int(side_name, 0, 0, 64) or max(1, round(len(cells) ** 0.5))
         values: list[L.Number] = []
-        for i, c in enumerate(cells[:side * side]):
+        for c in cells[:side * side]:
             v = parse_number(c)
             if v is None:
                 self.err(L.LectureError("not_a_number", name=label, value=f"{c[:12]}"))
@@ -406,7 +463,7 @@ def cells(m: L.Matrix, *, p: int = 0, window: tuple[int, int, int, int] | None =
             if current is not None and k == current and not is_pad:
                 cls.append("cur")
             blank = shown is not None and not is_pad and k >= shown
-            row.append({"v": "" if blank else L.fmt(v), "cls": " ".join(cls), "pad": is_pad,
+            row.append({"v": "" if blank else (L.fmt(v) if name else show(v)), "cls": " ".join(cls), "pad": is_pad,
                         "edit": name is not None and not is_pad, "name": name, "r": i - p, "c": j - p,
                         "id": f"{name}-{i - p}-{j - p}" if name else None})
         out.append(row)
@@ -496,9 +553,9 @@ def lecture_2(request: Request) -> HTMLResponse:
         "in_cells": cells(x, p=p, name="x", window=(cur.top, cur.left, f, f) if cur else None),
         "k_cells": cells(k, name="k"),
         "out_cells": cells(res.output, shown=step, current=step - 1) if res else [],
-        "prod_cells": [[{"v": f"{L.fmt(cur.window[a][b])}·{L.fmt(k[a][b])}", "p": L.fmt(cur.products[a][b])}
+        "prod_cells": [[{"v": f"{term(cur.window[a][b])}·{term(k[a][b])}", "p": show(cur.products[a][b])}
                         for b in range(f)] for a in range(f)] if cur else [],
-        "expression": cur.expression(k) if cur else "",
+        "expression": cur.expression(k).replace("-", "−") if cur else "",
         "is_deck": x == L.DECK_INPUT and k == L.DECK_KERNEL, "seed": seed}, pairs)
 
 
@@ -536,8 +593,9 @@ def lecture_4(request: Request) -> HTMLResponse:
     p = inp.int("p", 0, 0, 2, "padding p")
     s = inp.int("s", 1, 1, 3, "stride S")
     relu = request.query_params.get("relu", "1") not in ("0", "off", "")
-    seed = 0 if request.query_params.get("fill") == "example" else (
-        secrets.randbelow(10**6) if request.query_params.get("fill") == "random" else inp.int("seed", 0, 0, 10**6))
+    fill = request.query_params.get("fill")
+    seed = L.EXAMPLE_SEED if fill == "example" else (
+        secrets.randbelow(10**6) if fill == "random" else inp.int("seed", L.EXAMPLE_SEED, 0, 10**6))
     x, w, b = L.example_volume(seed, n, 3, f, kk)
     res: L.VolumeResult | None = None
     try:
@@ -597,6 +655,7 @@ def lecture_5(request: Request) -> HTMLResponse:
     return page(request, 5, "lecture/s5.html", {
         "errors": inp.errors, "n": n, "mode": mode, "size": size, "s": s, "up": up, "res": res, "cur": cur,
         "step": step, "total": total, "is_deck": is_deck, "printed": L.DECK_POOL_PRINTED,
+        "window_text": ", ".join(show(v) for row in cur.values for v in row) if cur else "",
         "in_cells": cells(x, name="x", window=(cur.top, cur.left, size, size) if cur else None),
         "out_cells": cells(res.output, current=step - 1) if res else [],
         "up_cells": cells(upsampled, window=(cur.row * up, cur.col * up, up, up) if cur else None)
@@ -616,7 +675,7 @@ def lecture_6(request: Request) -> HTMLResponse:
         res = L.cnn_shapes(n, f1, f2, m)
     except L.LectureError as e:
         inp.err(e)
-    return page(request, 6, "lecture/s6.html", {"errors": inp.errors, "n": n, "f1": f1, "f2": f2, "m": m,
+    return page(request, 6, "lecture/s6.html", {"errors": inp.errors, "n": n, "f1": f1, "f2": f2, "neurons": m,
                                                  "res": res}, [("n", n), ("f1", f1), ("f2", f2), ("m", m)])
 
 
@@ -642,8 +701,3 @@ def lecture_8(request: Request, engine: EngineDep) -> HTMLResponse:
     models = list(engine.zoo.models.values())
     return page(request, 8, "lecture/s8.html", {"models": models, "image": image}, [("image", image)])
 
-
-def include(app: Any) -> None:
-    """Add both routers to the app (called from app.routes_ext)."""
-    app.include_router(api)
-    app.include_router(pages)

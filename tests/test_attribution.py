@@ -1,0 +1,97 @@
+"""Attribution maps against Captum (an independent implementation) on the served architectures."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from captum.attr import LayerAttribution, LayerGradCam, Occlusion, Saliency
+
+from app.core import attribution as attr
+from app.core.zoo import Zoo
+
+
+@pytest.fixture(params=["lenet", "cifarnet"])
+def model_and_input(request, zoo: Zoo):
+    lm = zoo.get(request.param)
+    x = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(7))
+    return lm, x
+
+
+def _captum_model(lm):
+    m = lm.module
+    m.eval()
+    return m
+
+
+def test_saliency_equals_captum(model_and_input):
+    lm, x = model_and_input
+    ours = attr.saliency(lm.module, x, target=3).values
+    theirs = Saliency(_captum_model(lm)).attribute(x.clone().requires_grad_(True), target=3, abs=True)
+    torch.testing.assert_close(ours, theirs.amax(1)[0], rtol=1e-4, atol=1e-4)
+
+
+def test_gradcam_equals_captum(model_and_input):
+    lm, x = model_and_input
+    layer = "conv2" if lm.name == "lenet" else "block3.conv2"
+    ours = attr.gradcam(lm.module, x, target=5, layer=layer).values
+    module = dict(lm.module.named_modules())[layer]
+    cam = LayerGradCam(_captum_model(lm), module).attribute(x.clone().requires_grad_(True), target=5,
+                                                             relu_attributions=True)
+    theirs = LayerAttribution.interpolate(cam, (32, 32), interpolate_mode="bilinear")
+    torch.testing.assert_close(ours, theirs[0, 0].detach(), rtol=1e-4, atol=1e-4)
+
+
+def test_occlusion_equals_captum(model_and_input):
+    lm, x = model_and_input
+    ours = attr.occlusion(lm.module, x, target=2, window=8, stride=4, fill=0.0).values
+    theirs = Occlusion(_captum_model(lm)).attribute(x, sliding_window_shapes=(3, 8, 8), strides=(3, 4, 4),
+                                                   baselines=0.0, target=2)
+    torch.testing.assert_close(ours, theirs[0, 0], rtol=1e-4, atol=1e-4)
+
+
+def test_smoothgrad_is_the_mean_gradient_over_noisy_copies(zoo: Zoo):
+    lm = zoo.get("cifarnet")
+    x = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    ours = attr.smoothgrad(lm.module, x, 4, n=5, sigma=0.1, seed=3).values
+    gen = torch.Generator().manual_seed(3)
+    noise = torch.randn((5, 3, 32, 32), generator=gen) * 0.1 * float(x.max() - x.min())
+    grads = []
+    for i in range(5):
+        xi = (x + noise[i:i + 1]).requires_grad_(True)
+        (g,) = torch.autograd.grad(lm.module(xi)[0, 4], xi)
+        grads.append(g)
+    ref = torch.cat(grads).mean(0).abs().amax(0)
+    torch.testing.assert_close(ours, ref, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(attr.smoothgrad(lm.module, x, 4, n=3, sigma=0.0).values,
+                               attr.saliency(lm.module, x, 4).values, rtol=1e-4, atol=1e-6)
+
+
+def test_no_hooks_and_eval_flag_restored(zoo: Zoo):
+    lm = zoo.get("lenet")
+    lm.module.train()
+    try:
+        attr.gradcam(lm.module, torch.randn(1, 3, 32, 32), 1, "conv2")
+        assert lm.module.training
+    finally:
+        lm.module.eval()
+    assert all(len(m._forward_hooks) == 0 for m in lm.module.modules())
+    with pytest.raises(ValueError):
+        attr.gradcam(lm.module, torch.randn(1, 3, 32, 32), 1, "fc3")
+    assert all(len(m._forward_hooks) == 0 for m in lm.module.modules())
+
+
+def test_attribution_api_and_page(client):
+    from conftest import make_photo
+
+    iid = client.post("/api/images", files={"file": ("a.jpg", make_photo(), "image/jpeg")}).json()["id"]
+    for method in attr.METHODS:
+        j = client.get(f"/api/images/{iid}/attribution", params={"model": "cifarnet", "method": method}).json()
+        assert j["shape"] == [32, 32] and j["method"] == method and 0 <= j["target"] < 10
+        png = client.get(f"/api/images/{iid}/attribution",
+                         params={"model": "cifarnet", "method": method, "format": "png"})
+        assert png.headers["content-type"] == "image/png"
+    assert client.get(f"/api/images/{iid}/attribution", params={"method": "gradcam", "layer": "fc"}).status_code == 422
+    assert client.get(f"/api/images/{iid}/attribution", params={"target": 10}).status_code == 422
+    full = client.get(f"/images/{iid}/attribution", params={"model": "lenet", "method": "saliency"})
+    part = client.get(f"/images/{iid}/attribution", params={"model": "lenet"}, headers={"HX-Request": "true"})
+    assert full.status_code == part.status_code == 200 and "<html" in full.text and "<html" not in part.text

@@ -1,0 +1,94 @@
+"""Feature visualization: the objective rises, results are deterministic and cached, jobs cancel cleanly."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import torch
+from fastapi.testclient import TestClient
+
+from app.config import Settings
+from app.core import featvis as fv
+from app.core.zoo import Zoo
+from app.featvis_service import FeatVisService, make_objective
+from app.services import Engine
+from app.store import Store
+
+
+def _render(lm, obj, **kw):
+    p = lm.spec.preprocess
+    return fv.render(lm.module, p.mean, p.std, obj, fv.default_settings(32, **kw), input_size=32)
+
+
+def test_objective_rises_for_every_kind_and_no_hook_survives(zoo: Zoo):
+    lm = zoo.get("cifarnet")
+    for obj in (fv.Objective("channel", "block2.conv2", 5), fv.Objective("neuron", "stem", 3),
+                fv.Objective("unit", "fc", 2), fv.Objective("class", "fc", 7), fv.Objective("layer", "block1.conv1")):
+        r = _render(lm, obj, steps=24)
+        assert r.steps_done == 24 and len(r.history) == 24
+        assert r.history[-1] > r.history[0], obj
+        assert r.images.shape == (1, 3, 32, 32) and 0 <= float(r.images.min()) and float(r.images.max()) <= 1
+    assert all(len(m._forward_hooks) == 0 for m in lm.module.modules())
+    assert not lm.module.training
+
+
+def test_same_seed_same_image_other_seed_other_image(zoo: Zoo):
+    lm = zoo.get("lenet")
+    obj = fv.Objective("channel", "conv2", 1)
+    a, b, c = _render(lm, obj, steps=8, seed=1), _render(lm, obj, steps=8, seed=1), _render(lm, obj, steps=8, seed=2)
+    torch.testing.assert_close(a.images, b.images)
+    assert not torch.equal(a.images, c.images)
+
+
+def test_diversity_term_makes_images_differ(zoo: Zoo):
+    lm = zoo.get("lenet")
+    obj = fv.Objective("channel", "conv2", 4)
+    r = _render(lm, obj, steps=16, images=3, diversity=5.0)
+    assert r.images.shape[0] == 3
+    assert (r.images[0] - r.images[1]).abs().mean() > 1e-3
+
+
+def test_cancel_stops_within_one_step_and_caches_nothing(tmp_path, zoo: Zoo):
+    engine = Engine(Settings(data_dir=tmp_path), zoo, Store(tmp_path))
+    svc = FeatVisService(engine)
+    lm = zoo.get("cifarnet")
+    obj = make_objective(lm, "channel", "block3.conv2", 0)
+    s = svc.settings_for(lm, steps=2000)
+    job = svc.start(lm, obj, s)
+    while job.step < 4:
+        time.sleep(0.01)
+    svc.jobs.cancel(job.id)
+    at_cancel = job.step
+    deadline = time.time() + 20
+    while job.active and time.time() < deadline:
+        time.sleep(0.01)
+    assert job.status == "cancelled"
+    assert job.step - at_cancel <= 4 + 1, "stopped within one step (progress is reported every 4 steps)"
+    assert svc.cached(lm, obj, s) is None
+    assert all(len(m._forward_hooks) == 0 for m in lm.module.modules())
+    assert threading.active_count() < 50
+
+
+def test_featvis_api_job_then_cached_png(client: TestClient):
+    base = "/api/models/lenet/layers/conv2/channels/3/featvis"
+    r = client.get(base, params={"steps": 16})
+    assert r.status_code == 202 and r.headers["location"].startswith("/api/jobs/")
+    job_url = r.headers["location"]
+    for _ in range(300):
+        j = client.get(job_url).json()
+        if j["status"] not in ("queued", "running"):
+            break
+        time.sleep(0.05)
+    assert j["status"] == "done" and j["step"] == 16
+    done = client.get(base, params={"steps": 16}).json()
+    assert done["status"] == "done" and done["history"][-1] > done["history"][0] and len(done["history"]) == 16
+    png = client.get(base, params={"steps": 16, "format": "png"})
+    assert png.status_code == 200 and png.headers["content-type"] == "image/png"
+    page = client.get("/models/lenet/layers/conv2/channels/3/featvis", params={"steps": 16})
+    part = client.get("/models/lenet/layers/conv2/channels/3/featvis", params={"steps": 16},
+                      headers={"HX-Request": "true"})
+    assert "<html" in page.text and "<html" not in part.text and "format=png" in part.text
+    assert client.get(base.replace("/3/", "/99/")).status_code == 422
+    assert client.get("/api/models/lenet/layers/nope/channels/0/featvis").status_code == 404
+    assert client.get("/api/jobs/doesnotexist").status_code == 404
