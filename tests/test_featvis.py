@@ -92,3 +92,14 @@ def test_featvis_api_job_then_cached_png(client: TestClient):
     assert client.get(base.replace("/3/", "/99/")).status_code == 422
     assert client.get("/api/models/lenet/layers/nope/channels/0/featvis").status_code == 404
     assert client.get("/api/jobs/doesnotexist").status_code == 404
+
+
+def test_cli_renders_and_caches(tmp_path, monkeypatch):
+    from app.cli import main as cli
+
+    monkeypatch.setenv("CONVSCOPE_DATA_DIR", str(tmp_path / "data"))
+    out = tmp_path / "png"
+    assert cli(["featvis", "--model", "lenet", "--layer", "conv1", "--all", "--steps", "8", "--out", str(out),
+                "--threads", "1"]) == 0
+    assert len(list(out.glob("lenet-conv1-channel-*.png"))) == 8
+    assert len(list((tmp_path / "data" / "blobs" / "cache").rglob("*"))) >= 8
