@@ -6,7 +6,6 @@ COPY pyproject.toml README.md Makefile ./
 COPY app ./app
 RUN python -m venv .venv \
  && .venv/bin/pip install --no-cache-dir --upgrade pip \
- && .venv/bin/pip install --no-cache-dir --index-url https://download.pytorch.org/whl/cpu torch==2.14.1 torchvision==0.29.1 \
  && .venv/bin/pip install --no-cache-dir -e . \
  && touch .venv/.installed
 COPY templates ./templates
