@@ -7,4 +7,9 @@ import argparse
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the optional sub-commands to the ``convscope`` parser."""
-    return None
+    from app import indexing
+
+    indexing.add_parser(sub)
+    from app import privacy
+
+    privacy.add_parser(sub)

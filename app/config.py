@@ -43,6 +43,10 @@ class Settings(BaseSettings):
     upload_rate_per_minute: int = Field(0, description="uploads per client per minute (0 = unlimited)")
     topk: int = 5
 
+    # Privacy.
+    retention_hours: float = Field(0, ge=0, description="delete uploads (and their cached results) older than "
+                                   "this many hours; 0 = keep forever")
+
 
 @lru_cache
 def get_settings() -> Settings:

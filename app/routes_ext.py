@@ -18,4 +18,7 @@ def include(app: FastAPI) -> None:
 
     app.include_router(featvis.api)
     app.include_router(featvis.pages)
+    from app import extras
+
+    extras.include(app)
     return None

@@ -133,6 +133,8 @@ class Engine:
         self._analyses.drop_image(image_id)
         with self._pic_lock:
             self._pictures.pop(image_id, None)
+            for key in [k for k in self._probs if k[1] == image_id]:
+                del self._probs[key]
         return self.store.delete_image(image_id)
 
     # -- analyses ---------------------------------------------------------------------------

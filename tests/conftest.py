@@ -107,8 +107,8 @@ def live_server(tmp_path_factory: pytest.TempPathFactory, zoo: Zoo) -> Iterator[
 
 
 @pytest.fixture(scope="session")
-def browser() -> Iterator[object]:
-    """Debian's chromium driven by Playwright (headless). Fails in CI if chromium is missing."""
+def playwright_instance() -> Iterator[object]:
+    """One Playwright driver for the whole session (the sync API allows only one at a time)."""
     if not Path(CHROMIUM).exists() or shutil.which("chromium") is None:
         if os.environ.get("CI"):
             pytest.fail("chromium is not installed: .ci/run must install Debian's chromium")
@@ -116,11 +116,20 @@ def browser() -> Iterator[object]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"])
-        yield b
-        b.close()
+        yield p
+
+
+BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
+
+
+@pytest.fixture(scope="session")
+def browser(playwright_instance: object) -> Iterator[object]:
+    """Debian's chromium driven by Playwright (headless). Fails in CI if chromium is missing."""
+    b = playwright_instance.chromium.launch(executable_path=CHROMIUM, headless=True,  # type: ignore[attr-defined]
+                                            args=BROWSER_ARGS)
+    yield b
+    b.close()
 
 
 @pytest.fixture

@@ -103,3 +103,32 @@ def test_cli_renders_and_caches(tmp_path, monkeypatch):
                 "--threads", "1"]) == 0
     assert len(list(out.glob("lenet-conv1-channel-*.png"))) == 8
     assert len(list((tmp_path / "data" / "blobs" / "cache").rglob("*"))) >= 8
+
+
+def test_optimised_image_beats_the_top_dataset_example(tmp_path, zoo: Zoo):
+    """For a sample of cifarnet channels, the rendered image excites the channel (mean over positions)
+    more than the best whole image of a data set does, as found by the examples index."""
+    from test_examples_resume import tiny_imagefolder
+
+    data = tiny_imagefolder(tmp_path / "tiny", n=64)
+    s = Settings(data_dir=tmp_path / "data", models_dir=tmp_path / "none", torchvision_models=[],
+                 default_model="cifarnet", dataset_path=str(data), serve_efficientnet=False)
+    from app.main import create_app
+
+    with TestClient(create_app(s, zoo=zoo)) as c:
+        job = c.post("/api/indexes", json={"model": "cifarnet", "dataset": "default", "split": "test"}).json()
+        for _ in range(600):
+            if c.get(f"/api/indexes/{job['id']}").json()["state"] not in ("queued", "running"):
+                break
+            time.sleep(0.05)
+        lm = zoo.get("cifarnet")
+        p = lm.spec.preprocess
+        for layer, ch in (("stem", 3), ("block1.conv2", 10), ("block2.conv2", 50), ("block3.conv2", 200)):
+            ex = c.get(f"/api/models/cifarnet/layers/{layer}/channels/{ch}/examples",
+                       params={"mode": "image", "k": 1})
+            assert ex.status_code == 200, ex.text
+            best = ex.json()["examples"][0]["value"]
+            obj = fv.Objective("channel", layer, ch)
+            r = fv.render(lm.module, p.mean, p.std, obj, fv.default_settings(32, steps=96), input_size=32)
+            ours = float(fv.evaluate(lm.module, p.mean, p.std, obj, r.images, 32)[0])
+            assert ours > best, (layer, ch, ours, best)

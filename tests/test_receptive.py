@@ -20,8 +20,9 @@ off, a max-pool that picks one pixel, weights that cancel), so the gradient is c
 
 Then every path from a pixel to the unit is a product of positive numbers, so the gradient is
 non-zero exactly on the pixels the unit depends on. The fields themselves are computed on the
-original model. Units: the four corners, an edge and the centre of channel 0, and first/middle/last features of vectors (the border is
-where padding, including timm's asymmetric TensorFlow-"SAME" padding, matters).
+original model. Units: the corners, an edge and the centre of channel 0 (the border is where
+padding, including timm's asymmetric TensorFlow-"SAME" padding, matters); for vectors the first,
+middle and last feature.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ def one_thread():
 
 def dense_copy(model: nn.Module) -> nn.Module:
     m = copy.deepcopy(model).double().eval()
-    for name, mod in list(m.named_modules()):
+    for _name, mod in list(m.named_modules()):
         for cname, child in list(mod.named_children()):
             rep: nn.Module | None = None
             if isinstance(child, ACTIVATIONS):

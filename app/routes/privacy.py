@@ -1,0 +1,36 @@
+"""Deleting an upload from its page: POST /images/{id}/delete -> everything derived from it goes, back home.
+
+(The JSON face is ``DELETE /api/images/{id}``.)
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Request
+from fastapi.responses import RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from app import i18n
+from app.deps import EngineDep
+from app.privacy import purge
+from app.web import url_with
+
+pages = APIRouter(include_in_schema=False)
+
+i18n.register({
+    "privacy.delete": ("Delete this photo", "Borrar esta foto"),
+    "export.zip": ("Download everything (ZIP)", "Descargarlo todo (ZIP)"),
+    "privacy.delete_help": ("Removes the photo and everything computed from it from the server.",
+                            "Quita del servidor la foto y todo lo calculado a partir de ella."),
+})
+
+
+@pages.post("/images/{image_id}/delete")
+async def delete_page(request: Request, engine: EngineDep, image_id: Annotated[str, Path(max_length=64)]) -> Response:
+    engine.image(image_id)  # 404 for an unknown id
+    await run_in_threadpool(purge, engine, image_id)
+    target = url_with(request, "/")
+    if request.headers.get("HX-Request") == "true":
+        return Response(status_code=204, headers={"HX-Redirect": target})
+    return RedirectResponse(target, status_code=303)

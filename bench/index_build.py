@@ -1,0 +1,134 @@
+"""How much an examples-index build costs compared with a plain forward pass over the same images.
+
+    python bench/index_build.py [--model cifarnet] [--data ../shared/data/cifar10-jpeg.zip] [--limit N]
+
+Measured in one run, on the same images, with the same threads and batch size:
+
+* ``forward``: the data set decoded once into memory (uint8, the model's preprocessing), then a plain
+  batched ``model(x)`` over it (normalisation included) -- the floor;
+* ``map``: the index's map step over the same in-memory batches (forward + hooks + streaming top-k)
+  plus ``finalize`` (receptive fields); each batch goes through ``forward`` and ``map`` one after the
+  other, so that a shared machine's changing load affects both alike;
+* ``build``: the real thing, as ``convscope index`` runs it: DataLoader decoding from the archive,
+  map, finalize, atomic write to a (temporary) store.
+
+Prints wall-clock and CPU-time ratios (CPU time counts the decode workers too); the goal is
+build / forward <= 1.5. Uses the trained weights when
+``models/<model>/card.json`` exists, random weights otherwise (the timing barely depends on them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+
+from app.config import Settings  # noqa: E402
+from app.core import nets  # noqa: E402
+from app.core.examples import Accumulator, finalize  # noqa: E402
+from app.core.receptive import receptive_fields  # noqa: E402
+from app.core.zoo import LoadedModel, ModelSpec, Preprocess, load_model  # noqa: E402
+from app.indexing import _Decoded, _layers_of, auto_batch_size, build, collate_batch, load_one_model, normalize, open_source  # noqa: E402
+from app.store import Store  # noqa: E402
+
+CIFAR_PRE = Preprocess(resize=32, crop=32, mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2616))
+CIFAR = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+
+def get_model(name: str) -> tuple[LoadedModel, str]:
+    settings = Settings()
+    if name in ("lenet", "cifarnet") and not (settings.models_dir / name / "card.json").exists():
+        def load() -> torch.nn.Module:
+            torch.manual_seed(0)
+            return nets.build(name)
+        return load_model(ModelSpec(name=name, title=name, source="bench", preprocess=CIFAR_PRE, categories=CIFAR,
+                                    load=load)), "random weights"
+    return load_one_model(name, settings), "trained weights"
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--model", default="cifarnet")
+    p.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "cifar10-jpeg.zip"))
+    p.add_argument("--split", default="test")
+    p.add_argument("--limit", type=int)
+    p.add_argument("--batch-size", type=int, help="default: as convscope index (auto_batch_size)")
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1: the machine is shared)")
+    a = p.parse_args()
+    torch.set_num_threads(a.threads)
+    lm, weights = get_model(a.model)
+    a.batch_size = a.batch_size or auto_batch_size(lm)
+    source, ds = open_source(a.data, a.split, a.limit)
+    n = len(ds)
+    pre = lm.spec.preprocess
+    print(f"{lm.name} ({weights}) over {source.describe()}: {n} images at {pre.crop}x{pre.crop}, "
+          f"batch {a.batch_size}, {a.threads} torch thread(s), {a.workers} decode worker(s)", flush=True)
+
+    t = time.perf_counter()
+    loader = torch.utils.data.DataLoader(_Decoded(ds, pre, 0), batch_size=a.batch_size, num_workers=a.workers,
+                                         collate_fn=collate_batch)
+    decoded = [(u8, idx, lab) for u8, idx, lab in loader]
+    t_decode = time.perf_counter() - t
+
+    module = copy.deepcopy(lm.module).eval()
+    with torch.no_grad():  # warm-up
+        module(normalize(decoded[0][0], pre))
+
+    # forward and map interleaved batch by batch, so that the load of a shared machine hits both alike
+    acc = Accumulator(module, _layers_of(lm), 9)
+    t_fwd = t_map = c_fwd = c_map = 0.0
+    for u8, idx, lab in decoded:
+        w, c = time.perf_counter(), time.process_time()
+        with torch.no_grad():
+            module(normalize(u8, pre))
+        t_fwd += time.perf_counter() - w
+        c_fwd += time.process_time() - c
+        w, c = time.perf_counter(), time.process_time()
+        acc.add(normalize(u8, pre), idx, lab)
+        t_map += time.perf_counter() - w
+        c_map += time.process_time() - c
+    w, c = time.perf_counter(), time.process_time()
+    fields = receptive_fields(module, pre.input_size)
+    finalize(acc.part, fields, {"input_size": list(pre.input_size)}, lambda i: ds.samples[i].ref)  # type: ignore[union-attr]
+    t_map += time.perf_counter() - w
+    c_map += time.process_time() - c
+    del decoded
+
+    with tempfile.TemporaryDirectory() as tmp:
+        store = Store(Path(tmp))
+        from app.indexing import IndexStore
+
+        r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        w, c = time.perf_counter(), time.process_time()
+        build(lm, source, ds, IndexStore(store), batch_size=a.batch_size, workers=a.workers, checkpoint_every=30.0)
+        t_build = time.perf_counter() - w
+        r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        c_build = time.process_time() - c + (r1.ru_utime + r1.ru_stime) - (r0.ru_utime + r0.ru_stime)
+        size = sum(f.stat().st_size for f in Path(tmp).rglob("*") if f.is_file())
+        store.close()
+
+    print(f"decode into memory : {t_decode:7.2f} s")
+    print(f"plain forward      : {t_fwd:7.2f} s wall, {c_fwd:7.2f} s CPU  ({n / t_fwd:,.0f} img/s)")
+    print(f"index map+finalize : {t_map:7.2f} s wall, {c_map:7.2f} s CPU  ratio {t_map / t_fwd:.2f}x wall, "
+          f"{c_map / c_fwd:.2f}x CPU  (same in-memory batches, interleaved with the forward)")
+    print(f"full index build   : {t_build:7.2f} s wall, {c_build:7.2f} s CPU  ratio {t_build / t_fwd:.2f}x wall, "
+          f"{c_build / c_fwd:.2f}x CPU  (decode from {Path(a.data).name} in {a.workers} worker(s), map, finalize, "
+          f"store; {size / 1e6:.1f} MB on disk)")
+    print(f"RATIO build/forward = {t_build / t_fwd:.2f} wall (goal <= 1.5); map alone {t_map / t_fwd:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    raise SystemExit(main())
