@@ -61,6 +61,7 @@ i18n.register({
     "chan.title": ("{layer}, channel {c}", "{layer}, canal {c}"),
     "chan.scale": ("Scale: {lo} (dark) to {hi} (yellow)", "Escala: {lo} (oscuro) a {hi} (amarillo)"),
     "chan.values": ("Values", "Valores"),
+    "chan.examples": ("Data set images that excite channel {c} most", "Imágenes del conjunto que más excitan el canal {c}"),
     "chan.too_big": ("{h}×{w} values: download them as .npy or JSON.", "{h}×{w} valores: descárgalos como .npy o JSON."),
     "filt.rgb": ("Colour patches", "Parches de color"),
     "filt.channels": ("Per input channel (R, G, B rows)", "Por canal de entrada (filas R, G, B)"),
