@@ -47,6 +47,12 @@ class Recipe:
     bf16_autocast: bool = False
     channels_last: bool = False
     snapshots: tuple[int, ...] = field(default=())
+    finetune_epochs: int = 0
+    finetune_lr: float = 0.01
+
+    @property
+    def total_epochs(self) -> int:
+        return self.epochs + self.finetune_epochs
 
 
 RECIPES: dict[str, Recipe] = {
@@ -57,7 +63,12 @@ RECIPES: dict[str, Recipe] = {
 }
 
 
-def _lr_at(step: int, total: int, peak: float) -> float:
+def _lr_at(step: int, total: int, peak: float, finetune_peak: float = 0.0, finetune_total: int = 0) -> float:
+    """One-cycle (warm-up 20 %, cosine down) over ``total`` steps, then an optional short cosine
+    restart from ``finetune_peak`` over ``finetune_total`` steps."""
+    if step >= total and finetune_total:
+        t = (step - total) / finetune_total
+        return finetune_peak * 0.5 * (1 + math.cos(math.pi * min(1.0, t))) + 1e-4
     warm = max(1, int(0.2 * total))
     if step < warm:
         return peak * (0.1 + 0.9 * step / warm)
@@ -123,7 +134,8 @@ def _save_weights(model: nn.Module, path: Path, meta: dict[str, str] | None = No
 
 def train(model_name: str, data: str, out_dir: Path, run_dir: Path, *, seed: int = 0,
           epochs: int | None = None, resume: bool = True, limit: int | None = None,
-          threads: int | None = None, stop_after: int | None = None) -> dict[str, object] | None:
+          threads: int | None = None, stop_after: int | None = None, finetune_epochs: int | None = None,
+          note: str | None = None) -> dict[str, object] | None:
     """Train ``model_name`` on ``data`` and write ``out_dir/weights.safetensors`` + ``card.json``.
 
     ``stop_after`` ends this invocation after that many epochs (the checkpoint stays, a later call
@@ -132,6 +144,8 @@ def train(model_name: str, data: str, out_dir: Path, run_dir: Path, *, seed: int
     recipe = RECIPES[model_name]
     if epochs is not None:
         recipe = Recipe(**{**asdict(recipe), "epochs": epochs})
+    if finetune_epochs is not None:
+        recipe = Recipe(**{**asdict(recipe), "finetune_epochs": finetune_epochs})
     torch.set_num_threads(threads or os.cpu_count() or 1)
     torch.manual_seed(seed)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -163,12 +177,12 @@ def train(model_name: str, data: str, out_dir: Path, run_dir: Path, *, seed: int
     elif 0 in recipe.snapshots:
         _save_weights(model, out_dir / "snapshots" / "epoch-000.safetensors", dtype=torch.float16)
 
-    last = recipe.epochs if stop_after is None else min(recipe.epochs, start_epoch + stop_after)
+    last = recipe.total_epochs if stop_after is None else min(recipe.total_epochs, start_epoch + stop_after)
     for epoch in range(start_epoch, last):
         t0 = time.perf_counter()
         model.train()
         perm = torch.randperm(len(xtr), generator=gen)
-        pbar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{recipe.epochs}", unit="batch",
+        pbar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{recipe.total_epochs}", unit="batch",
                     mininterval=2)
         seen, loss_sum, correct = 0, 0.0, 0
         for s in pbar:
@@ -176,7 +190,8 @@ def train(model_name: str, data: str, out_dir: Path, run_dir: Path, *, seed: int
             xb = normalize(augment(xtr[idx], gen), CIFAR_MEAN, CIFAR_STD).contiguous(memory_format=memfmt)
             yb = ytr[idx]
             for g in opt.param_groups:
-                g["lr"] = _lr_at(epoch * steps_per_epoch + s, total_steps, recipe.lr)
+                g["lr"] = _lr_at(epoch * steps_per_epoch + s, total_steps, recipe.lr, recipe.finetune_lr,
+                                 recipe.finetune_epochs * steps_per_epoch)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=recipe.bf16_autocast):
                 logits = model(xb)
             loss = F.cross_entropy(logits.float(), yb, label_smoothing=recipe.label_smoothing)
@@ -198,7 +213,7 @@ def train(model_name: str, data: str, out_dir: Path, run_dir: Path, *, seed: int
                           dtype=torch.float16)
         _atomic_save({"model": model.state_dict(), "opt": opt.state_dict(), "gen": gen.get_state(),
                       "epoch": epoch + 1, "wall": wall}, ckpt_path)
-    if last < recipe.epochs:
+    if last < recipe.total_epochs:
         tqdm.write(f"stopped after epoch {last}; run again to resume from {ckpt_path}")
         return None
 
@@ -221,13 +236,15 @@ def train(model_name: str, data: str, out_dir: Path, run_dir: Path, *, seed: int
             "note": "Images went through JPEG, so accuracy is a little below published figures for the same recipe.",
         },
         "recipe": {**asdict(recipe), "seed": seed, "optimizer": "SGD", "loss": "cross-entropy"},
-        "epochs": recipe.epochs,
+        "epochs": recipe.total_epochs,
         "wall_time_s": round(wall, 1),
         "hardware": f"{platform.machine()} CPU, {torch.get_num_threads()} threads, torch {torch.__version__}",
         "test_accuracy": round(acc, 4),
         "per_class_accuracy": {c: round(a, 4) for c, a in zip(train_ds.classes, per_class)},
         "evaluation": "fp32, test split, decoded with Pillow, no test-time augmentation",
     }
+    if note:
+        card["note"] = note
     out_dir.mkdir(parents=True, exist_ok=True)
     _save_weights(model, out_dir / "weights.safetensors", {"model": model_name})
     tmp = out_dir / "card.json.tmp"
