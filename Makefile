@@ -4,6 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
+CIFAR10 ?= ../shared/data/cifar10-jpeg.zip
 PORT ?= 8000
 
 .PHONY: run test setup browser-deps lint bench fuzz clean
@@ -37,6 +38,9 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/serve_latency.py
 	$(BIN)/python bench/load.py --model cifarnet --clients 32 --seconds 60 --requests 10000
+	$(BIN)/python bench/index_build.py --model cifarnet --data $(CIFAR10)
+	$(BIN)/python bench/featvis.py --model cifarnet
+	$(BIN)/python bench/live.py --seconds 10
 
 clean:
 	rm -rf $(VENV) .pytest_cache
