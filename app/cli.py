@@ -28,7 +28,7 @@ def _cmd_train(a: argparse.Namespace) -> int:
     out = Path(a.out or f"models/{a.model}")
     train(a.model, a.data, out, Path(a.run_dir or f"runs/{a.model}"), seed=a.seed, epochs=a.epochs,
           resume=not a.fresh, limit=a.limit, threads=a.threads, stop_after=a.stop_after,
-          finetune_epochs=a.finetune_epochs, note=a.note)
+          finetune_epochs=a.finetune_epochs, finetune_lr=a.finetune_lr, note=a.note)
     return 0
 
 
@@ -100,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint")
     t.add_argument("--stop-after", type=int, help="stop after this many epochs (resume later)")
     t.add_argument("--finetune-epochs", type=int, help="a short cosine restart at a low learning rate after the cycle")
+    t.add_argument("--finetune-lr", type=float, help="peak learning rate of that restart (default 0.01)")
     t.add_argument("--note", help="a sentence for the model card (how the run went)")
     t.set_defaults(func=_cmd_train)
 

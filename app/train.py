@@ -135,7 +135,7 @@ def _save_weights(model: nn.Module, path: Path, meta: dict[str, str] | None = No
 def train(model_name: str, data: str, out_dir: Path, run_dir: Path, *, seed: int = 0,
           epochs: int | None = None, resume: bool = True, limit: int | None = None,
           threads: int | None = None, stop_after: int | None = None, finetune_epochs: int | None = None,
-          note: str | None = None) -> dict[str, object] | None:
+          finetune_lr: float | None = None, note: str | None = None) -> dict[str, object] | None:
     """Train ``model_name`` on ``data`` and write ``out_dir/weights.safetensors`` + ``card.json``.
 
     ``stop_after`` ends this invocation after that many epochs (the checkpoint stays, a later call
@@ -146,6 +146,8 @@ def train(model_name: str, data: str, out_dir: Path, run_dir: Path, *, seed: int
         recipe = Recipe(**{**asdict(recipe), "epochs": epochs})
     if finetune_epochs is not None:
         recipe = Recipe(**{**asdict(recipe), "finetune_epochs": finetune_epochs})
+    if finetune_lr is not None:
+        recipe = Recipe(**{**asdict(recipe), "finetune_lr": finetune_lr})
     torch.set_num_threads(threads or os.cpu_count() or 1)
     torch.manual_seed(seed)
     run_dir.mkdir(parents=True, exist_ok=True)
