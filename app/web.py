@@ -19,6 +19,7 @@ i18n.register({
     "nav.skip": ("Skip to content", "Saltar al contenido"),
     "nav.home": ("Analyse a photo", "Analizar una foto"),
     "nav.models": ("Models", "Modelos"),
+    "nav.examples": ("Data set examples", "Ejemplos del conjunto"),
     "nav.lecture": ("Lecture mode", "Modo clase"),
     "nav.api": ("API", "API"),
     "lang.switch": ("Español", "English"),

@@ -118,6 +118,10 @@ async def upload_image(request: Request, engine: EngineDep,
     await ensure_single_file(request)
     data = await read_upload(file, engine.settings.max_upload_bytes)
     up = await engine.gate.run(engine.ingest, data, file.filename or "upload")
+    if up.created:
+        from app.indexing import notify_upload  # gallery indexes catch up in the background
+
+        notify_upload(request.app.state, engine)
     return JSONResponse(image_out(up.record).model_dump(), status_code=201 if up.created else 200,
                         headers={"Location": f"/api/images/{up.record.id}"})
 

@@ -106,6 +106,10 @@ async def upload_page(request: Request, engine: EngineDep, file: Annotated[Uploa
     await ensure_single_file(request)
     data = await read_upload(file, engine.settings.max_upload_bytes)
     up = await engine.gate.run(engine.ingest, data, file.filename or "upload")
+    if up.created:
+        from app.indexing import notify_upload  # gallery indexes catch up in the background
+
+        notify_upload(request.app.state, engine)
     target = url_with(request, f"/images/{up.record.id}", model=lm.name)
     if request.headers.get("HX-Request") == "true":
         return Response(status_code=204, headers={"HX-Redirect": target})
