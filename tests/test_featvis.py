@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
 import torch
 from fastapi.testclient import TestClient
 
@@ -105,11 +106,26 @@ def test_cli_renders_and_caches(tmp_path, monkeypatch):
     assert len(list((tmp_path / "data" / "blobs" / "cache").rglob("*"))) >= 8
 
 
-def test_optimised_image_beats_the_top_dataset_example(tmp_path, zoo: Zoo):
+@pytest.fixture(params=["trained", "random"])
+def cifarnet_zoo(request, zoo: Zoo) -> Zoo:
+    """The committed, trained cifarnet (when its card exists) and a random-weight one."""
+    from app.config import ROOT
+    from app.core.zoo import load_model, our_model_spec
+
+    if request.param == "random":
+        return zoo
+    folder = ROOT / "models" / "cifarnet"
+    if not (folder / "card.json").exists():
+        pytest.skip("no trained cifarnet committed")
+    return Zoo([load_model(our_model_spec(folder))])
+
+
+def test_optimised_image_beats_the_top_dataset_example(tmp_path, cifarnet_zoo: Zoo):
     """For a sample of cifarnet channels, the rendered image excites the channel (mean over positions)
     more than the best whole image of a data set does, as found by the examples index."""
     from test_examples_resume import tiny_imagefolder
 
+    zoo = cifarnet_zoo
     data = tiny_imagefolder(tmp_path / "tiny", n=64)
     s = Settings(data_dir=tmp_path / "data", models_dir=tmp_path / "none", torchvision_models=[],
                  default_model="cifarnet", dataset_path=str(data), serve_efficientnet=False)

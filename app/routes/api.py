@@ -7,7 +7,6 @@ from typing import Annotated, Literal
 import orjson
 from fastapi import APIRouter, File, Path, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
-
 from starlette.concurrency import run_in_threadpool
 
 from app.core.inference import channel_stats, channel_stats_arrays, top_k
