@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 
 import torch
@@ -42,6 +43,7 @@ class FeatVisService:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.jobs = JobQueue(engine.gate)
+        self._copies: dict[tuple[str, str], torch.nn.Module] = {}
 
     @staticmethod
     def key(lm: LoadedModel, obj: fv.Objective, s: fv.Settings) -> str:
@@ -74,10 +76,11 @@ class FeatVisService:
         def should_stop() -> bool:
             return job is not None and self.jobs.yield_to_interactive(job)
 
-        result = fv.render(lm.module, p.mean, p.std, obj, s, input_size=p.crop, progress=on_progress,
+        module = self._private_copy(lm)  # hours of hooks must not slow or disturb the served module
+        result = fv.render(module, p.mean, p.std, obj, s, input_size=p.crop, progress=on_progress,
                            should_stop=should_stop, every=4)
         if not result.cancelled:
-            final = fv.evaluate(lm.module, p.mean, p.std, obj, result.images, p.crop)
+            final = fv.evaluate(module, p.mean, p.std, obj, result.images, p.crop)
             meta = {"objective": obj.describe(), "kind": obj.kind, "layer": obj.layer, "channel": obj.channel,
                     "settings": s.key(), "history": result.history, "final_value": final.tolist(),
                     "steps": result.steps_done}
@@ -86,6 +89,13 @@ class FeatVisService:
             self.engine.store.cache_put(key + ":png", images_png(result.images))
             self.engine.store.cache_put(key + ":json", json.dumps(meta).encode())
         return result
+
+    def _private_copy(self, lm: LoadedModel) -> torch.nn.Module:
+        key = (lm.name, lm.weights_sha256)
+        if key not in self._copies:
+            with lm.lock:
+                self._copies[key] = copy.deepcopy(lm.module)
+        return self._copies[key]
 
     def start(self, lm: LoadedModel, obj: fv.Objective, s: fv.Settings) -> JobState:
         key = self.key(lm, obj, s)
@@ -109,6 +119,12 @@ def attribution_map(engine: Engine, lm: LoadedModel, rec: ImageRecord, method: s
     if method not in attr.METHODS:
         raise BadParameterError(f"method must be one of: {', '.join(attr.METHODS)}")
     x = lm.spec.preprocess.tensor(engine.picture(rec))
+    with lm.lock:
+        return _attribution(lm, x, method, target, layer, window, stride, fill, n, sigma)
+
+
+def _attribution(lm: LoadedModel, x: torch.Tensor, method: str, target: int | None, layer: str | None, window: int,
+                 stride: int, fill: float, n: int, sigma: float) -> attr.AttributionMap:
     if target is None:
         with torch.inference_mode():
             target = int(lm.module(x).argmax(1))

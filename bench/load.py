@@ -88,22 +88,29 @@ async def run_load(base: str, model: str, clients: int, seconds: float, max_requ
                 state["n"] += 1
                 roll = rnd.random()
                 t0 = time.perf_counter()
-                if roll < 0.3:
-                    state["seed"] += 1
-                    r = await c.post("/api/images", files={"file": ("p.jpg", photo(state["seed"]), "image/jpeg")})
-                    if r.status_code in (200, 201):
-                        ids.append(r.json()["id"])
-                elif roll < 0.8:
-                    iid = ids[-1] if rnd.random() < 0.5 else rnd.choice(ids)
-                    r = await c.get(f"/api/images/{iid}/predictions", params={"model": model})
-                else:
-                    r = await c.get(f"/api/images/{rnd.choice(ids)}/activations/{layer}",
-                                    params={"model": model, "format": "png"})
+                try:
+                    r = await one(roll, rnd)
+                except httpx.HTTPError as e:  # counted, not fatal: the report says what happened
+                    codes[f"client {type(e).__name__}"] += 1
+                    continue
                 lat.append(time.perf_counter() - t0)
                 if r.status_code == 503 and "retry-after" in r.headers:
                     codes["503+Retry-After"] += 1
                 else:
                     codes[str(r.status_code)] += 1
+
+        async def one(roll: float, rnd: random.Random) -> httpx.Response:
+            if roll < 0.3:
+                state["seed"] += 1
+                r = await c.post("/api/images", files={"file": ("p.jpg", photo(state["seed"]), "image/jpeg")})
+                if r.status_code in (200, 201):
+                    ids.append(r.json()["id"])
+                return r
+            if roll < 0.8:
+                iid = ids[-1] if rnd.random() < 0.5 else rnd.choice(ids)
+                return await c.get(f"/api/images/{iid}/predictions", params={"model": model})
+            return await c.get(f"/api/images/{rnd.choice(ids)}/activations/{layer}",
+                               params={"model": model, "format": "png"})
 
         t0 = time.perf_counter()
         await asyncio.gather(*(client(k) for k in range(clients)))

@@ -74,7 +74,7 @@ def analyze_batch(lm: LoadedModel, batch: torch.Tensor, layers: Sequence[str] | 
     """Forward a preprocessed batch (N,3,H,W), capturing ``layers`` (default: every layer)."""
     names = [li.name for li in lm.layers] if layers is None else list(layers)
     # Some models change a layer's output in place later (ReLU(inplace), x += identity): copy those.
-    with capture(lm.module, names, clone=lm.clone_layers) as acts:
+    with lm.lock, capture(lm.module, names, clone=lm.clone_layers) as acts:
         logits = lm.module(batch)
     probs = torch.softmax(logits.float(), dim=1)
     if batch.shape[0] == 1:
@@ -87,7 +87,9 @@ def analyze_batch(lm: LoadedModel, batch: torch.Tensor, layers: Sequence[str] | 
 @torch.inference_mode()
 def predict_batch(lm: LoadedModel, batch: torch.Tensor) -> list[torch.Tensor]:
     """Class probabilities for a preprocessed batch, one tensor per image (no hooks)."""
-    probs = torch.softmax(lm.module(batch).float(), dim=1)
+    with lm.lock:
+        logits = lm.module(batch)
+    probs = torch.softmax(logits.float(), dim=1)
     return list(probs.unbind(0))
 
 

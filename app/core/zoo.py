@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,6 +104,9 @@ class LoadedModel:
     weights_sha256: str
     first_conv: str
     clone_layers: frozenset[str] = frozenset()
+    # Forward hooks live on the module, so they would see other threads' passes too: every pass
+    # over this module (hooked or not) holds this lock. Long jobs work on a copy instead.
+    lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
 
     @property
     def name(self) -> str:
