@@ -19,6 +19,26 @@ from app.store import Store
 from conftest import CIFAR_CLASSES, CIFAR_PRE, make_photo
 
 
+def run_async(make_coro):  # type: ignore[no-untyped-def]
+    """asyncio.run in its own thread: the session's Playwright driver keeps a loop in the main thread."""
+    import threading
+
+    box: dict[str, object] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = asyncio.run(make_coro())
+        except BaseException as e:  # noqa: BLE001 - re-raised in the caller
+            box["error"] = e
+
+    t = threading.Thread(target=target)
+    t.start()
+    t.join()
+    if "error" in box:
+        raise box["error"]  # type: ignore[misc]
+    return box["value"]
+
+
 def test_concurrent_predictions_are_batched_and_exact(tmp_path: Path, zoo: Zoo):
     engine = Engine(Settings(data_dir=tmp_path), zoo, Store(tmp_path))
     recs = [engine.ingest(make_photo(64, 48, seed=i), f"{i}.jpg").record for i in range(12)]
@@ -30,7 +50,7 @@ def test_concurrent_predictions_are_batched_and_exact(tmp_path: Path, zoo: Zoo):
         finally:
             await engine.close()
 
-    got = asyncio.run(go())
+    got = run_async(go)
     assert engine.predict_batcher.batches < len(recs), "concurrent requests shared forward passes"
     assert engine.predict_batcher.items == len(recs)
     for r, p in zip(recs, got):
@@ -74,10 +94,40 @@ def test_overload_gets_503_with_retry_after_and_the_server_recovers(tmp_path: Pa
                 after = await c.get(f"/api/images/{ids[0]}/predictions")
                 return list(rs), after
 
-    rs, after = asyncio.run(go())
+    rs, after = run_async(go)
     codes = sorted(r.status_code for r in rs)
     assert 200 in codes and 503 in codes, codes
     for r in rs:
         if r.status_code == 503:
             assert int(r.headers["retry-after"]) >= 1 and "busy" in r.json()["detail"]
     assert after.status_code == 200
+
+
+def test_concurrent_passes_on_one_model_do_not_mix_hooked_outputs(zoo: Zoo):
+    """Regression: hooks live on the shared module; without the model lock a hooked pass of a batch of 3
+    picked up another thread's batch-of-1 outputs (IndexError -> 500 under load)."""
+    import threading
+
+    from app.core.inference import analyze_batch, predict_batch
+
+    lm = zoo.get("cifarnet")
+    errors: list[BaseException] = []
+
+    def worker(fn, n: int) -> None:
+        try:
+            for _ in range(15):
+                out = fn(lm, torch.randn(n, 3, 32, 32))
+                assert len(out) == n
+                if fn is analyze_batch:
+                    assert all(a.activations["stem"].shape == (32, 32, 32) for a in out)
+        except BaseException as e:  # noqa: BLE001 - collected for the assertion below
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker, args=(analyze_batch, 3)),
+               threading.Thread(target=worker, args=(predict_batch, 1)),
+               threading.Thread(target=worker, args=(analyze_batch, 1))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
