@@ -88,7 +88,7 @@ class Engine:
         # Predictions batch widely; full analyses (every activation kept) in small batches: memory.
         self.predict_batcher = MicroBatcher(self.gate, max_batch=16)
         self.analysis_batcher = MicroBatcher(self.gate, max_batch=4)
-        self._analyses = _LRU(512 * 1024 * 1024)
+        self._analyses = _LRU(128 * 1024 * 1024)  # activations are large; the store caches PNGs
         self._probs: OrderedDict[tuple[str, str], torch.Tensor] = OrderedDict()
         self._pictures: OrderedDict[str, Image.Image] = OrderedDict()
         self._pic_lock = threading.Lock()
@@ -125,7 +125,7 @@ class Engine:
             pic = im.convert("RGB")
         with self._pic_lock:
             self._pictures[rec.id] = pic
-            while len(self._pictures) > 64:
+            while len(self._pictures) > 16:  # up to 3 MB each
                 self._pictures.popitem(last=False)
         return pic
 
