@@ -61,6 +61,15 @@ def make_photo(width: int = 96, height: int = 72, seed: int = 0, fmt: str = "JPE
     return buf.getvalue()
 
 
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """One intra-op thread: the CI machine is small and shared (oversubscription is much slower)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="session")
 def zoo() -> Zoo:
     return Zoo.load([random_spec("lenet", 1), random_spec("cifarnet", 2)])

@@ -43,13 +43,7 @@ class _Stop(Exception):
     pass
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The CI machine is small and shared: one intra-op thread (oversubscription is much slower)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def dense_copy(model: nn.Module) -> nn.Module:

@@ -12,6 +12,7 @@ from app import i18n
 from app.core.featvis import OBJECTIVES
 from app.deps import EngineDep
 from app.featvis_service import FeatVisService, attribution_map, last_spatial_conv, make_objective, overlay_png
+from app.jobs import JobState
 from app.routes.api import ERRORS, fast_json, pick_model
 from app.services import Engine, NotFoundError
 from app.web import render, url_with
@@ -95,18 +96,20 @@ async def get_featvis(request: Request, engine: EngineDep, model: Annotated[str,
 
 @api.get("/jobs/{job_id}", responses={404: ERRORS[404]}, summary="Progress of a background job")
 async def get_job(request: Request, job_id: Annotated[str, Path(max_length=64)]) -> JSONResponse:
-    job = service(request).jobs.get(job_id)
-    if job is None:
-        raise JobNotFound(job_id)
-    return JSONResponse(job.public())
+    return JSONResponse(_job(request, job_id).public())
 
 
 @api.delete("/jobs/{job_id}", responses={404: ERRORS[404]}, summary="Cancel a background job (stops within one step)")
 async def cancel_job(request: Request, job_id: Annotated[str, Path(max_length=64)]) -> JSONResponse:
-    job = service(request).jobs.cancel(job_id)
+    return JSONResponse(_job(request, job_id, cancel=True).public())
+
+
+def _job(request: Request, job_id: str, *, cancel: bool = False) -> JobState:
+    jobs = service(request).jobs
+    job = jobs.cancel(job_id) if cancel else jobs.get(job_id)
     if job is None:
         raise JobNotFound(job_id)
-    return JSONResponse(job.public())
+    return job
 
 
 @api.get("/jobs/{job_id}/preview.png", responses={404: ERRORS[404], 200: {"content": {"image/png": {}}}},
