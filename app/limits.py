@@ -117,3 +117,30 @@ class UploadRateLimit:
                                 f"Try again in {retry} s.", {"Retry-After": str(retry)})
             return
         await self.app(scope, receive, send)
+
+
+class SecurityHeaders:
+    """Add ``headers`` to every HTTP response that does not set them itself.
+
+    Plain ASGI rather than ``@app.middleware("http")``: Starlette's ``BaseHTTPMiddleware`` runs the
+    rest of the app in a separate task with a memory stream per request, which costs more than
+    everything else this layer does.
+    """
+
+    def __init__(self, app: ASGIApp, headers: dict[str, str]) -> None:
+        self.app = app
+        self.headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(msg: Message) -> None:
+            if msg["type"] == "http.response.start":
+                present = {k.lower() for k, _ in msg.get("headers") or []}
+                msg["headers"] = list(msg.get("headers") or []) + [
+                    (k, v) for k, v in self.headers if k not in present]
+            await send(msg)
+
+        await self.app(scope, receive, send_with_headers)

@@ -6,6 +6,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio.to_thread
 import torch
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -20,7 +21,7 @@ from app.core.errors import NotFoundError
 from app.core.imaging import ImageError
 from app.core.zoo import Zoo, discover
 from app.gate import Overloaded
-from app.limits import BodyLimit, UploadRateLimit
+from app.limits import BodyLimit, SecurityHeaders, UploadRateLimit
 from app.services import BadParameterError, Engine
 from app.store import Store
 from app.web import is_api, render_error
@@ -47,6 +48,7 @@ def create_app(settings: Settings | None = None, *, zoo: Zoo | None = None) -> F
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         torch.set_num_threads(settings.torch_threads)
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.worker_threads
         the_zoo = zoo or Zoo.load(discover(settings.models_dir, settings.torchvision_models,
                                            effnet=settings.serve_efficientnet),
                                   strict=[p.name for p in settings.models_dir.iterdir() if (p / "card.json").exists()]
@@ -75,12 +77,7 @@ def create_app(settings: Settings | None = None, *, zoo: Zoo | None = None) -> F
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST", "DELETE"],
                            allow_headers=["*"])
 
-    @app.middleware("http")
-    async def security_headers(request: Request, call_next):  # type: ignore[no-untyped-def]
-        response: Response = await call_next(request)
-        for k, v in SECURITY_HEADERS.items():
-            response.headers.setdefault(k, v)
-        return response
+    app.add_middleware(SecurityHeaders, headers=SECURITY_HEADERS)
 
     def _err(request: Request, status: int, code: str, message: str, extra: dict[str, object] | None = None,
              headers: dict[str, str] | None = None) -> Response:

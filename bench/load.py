@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
+import json
 import os
 import random
 import statistics
@@ -71,53 +72,115 @@ def raw_forward_throughput(model: str, seconds: float = 5.0) -> float:
     return n / (time.perf_counter() - t0)
 
 
-async def run_load(base: str, model: str, clients: int, seconds: float, max_requests: int) -> dict[str, object]:
+class Conn:
+    """One keep-alive HTTP/1.1 connection with a minimal client (like one of wrk's connections).
+
+    httpx costs about a millisecond of CPU per request, which on a 2-core machine is taken from the
+    server under test; this client writes ready-made request bytes and reads back the status, a few
+    headers and a Content-Length body.
+    """
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def request(self, method: str, path: str, body: bytes = b"", ctype: str = "") -> tuple[int, dict[str, str], bytes]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        head = f"{method} {path} HTTP/1.1\r\nHost: {self.host}\r\n"
+        if body:
+            head += f"Content-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
+        self.writer.write(head.encode() + b"\r\n" + body)
+        assert self.reader is not None
+        raw = await self.reader.readuntil(b"\r\n\r\n")
+        lines = raw.decode("latin-1").split("\r\n")
+        status = int(lines[0].split(" ", 2)[1])
+        headers = {}
+        for line in lines[1:]:
+            if line:
+                k, _, v = line.partition(":")
+                headers[k.strip().lower()] = v.strip()
+        if "content-length" not in headers:
+            raise ConnectionError(f"response without Content-Length to {path}")
+        data = await self.reader.readexactly(int(headers["content-length"]))
+        if headers.get("connection", "").lower() == "close":
+            await self.close()
+        return status, headers, data
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+
+BOUNDARY = "convscopebenchboundary"
+
+
+def multipart(name: str, data: bytes) -> bytes:
+    return (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n"
+            f"Content-Type: image/jpeg\r\n\r\n").encode() + data + f"\r\n--{BOUNDARY}--\r\n".encode()
+
+
+async def run_load(base: str, model: str, clients: int, seconds: float, max_requests: int,
+                   photos: list[bytes]) -> dict[str, object]:
+    host, port = base.removeprefix("http://").split(":")
     lat: list[float] = []
     codes: Counter[str] = Counter()
     ids: list[str] = []
-    state = {"n": 0, "seed": 0}
+    state = {"n": 0, "photo": 0}
+    ctype = f"multipart/form-data; boundary={BOUNDARY}"
+    first = Conn(host, int(port))
+    st, _, body = await first.request("POST", "/api/images", multipart("seed.jpg", photos[0]), ctype)
+    ids.append(json.loads(body)["id"])
+    st, _, body = await first.request("GET", f"/api/models/{model}")
+    layer = json.loads(body)["first_conv"]
+    await first.close()
     deadline = time.perf_counter() + seconds
-    async with httpx.AsyncClient(base_url=base, timeout=60, limits=httpx.Limits(max_connections=clients)) as c:
-        r = await c.post("/api/images", files={"file": ("seed.jpg", photo(10**6), "image/jpeg")})
-        ids.append(r.json()["id"])
-        layer = (await c.get(f"/api/models/{model}")).json()["first_conv"]
 
-        async def client(k: int) -> None:
-            rnd = random.Random(k)
-            while time.perf_counter() < deadline and state["n"] < max_requests:
-                state["n"] += 1
-                roll = rnd.random()
-                t0 = time.perf_counter()
-                try:
-                    r = await one(roll, rnd)
-                except httpx.HTTPError as e:  # counted, not fatal: the report says what happened
-                    codes[f"client {type(e).__name__}"] += 1
-                    continue
-                lat.append(time.perf_counter() - t0)
-                if r.status_code == 503 and "retry-after" in r.headers:
-                    codes["503+Retry-After"] += 1
+    async def client(k: int) -> None:
+        rnd = random.Random(k)
+        conn = Conn(host, int(port))
+        while time.perf_counter() < deadline and state["n"] < max_requests:
+            state["n"] += 1
+            roll = rnd.random()
+            t0 = time.perf_counter()
+            try:
+                if roll < 0.3:
+                    state["photo"] += 1
+                    st, hdrs, body = await conn.request(
+                        "POST", "/api/images", multipart("p.jpg", photos[state["photo"] % len(photos)]), ctype)
+                    if st in (200, 201):
+                        ids.append(json.loads(body)["id"])
+                elif roll < 0.8:
+                    iid = ids[-1] if rnd.random() < 0.5 else rnd.choice(ids)
+                    st, hdrs, body = await conn.request("GET", f"/api/images/{iid}/predictions?model={model}")
                 else:
-                    codes[str(r.status_code)] += 1
+                    st, hdrs, body = await conn.request(
+                        "GET", f"/api/images/{rnd.choice(ids)}/activations/{layer}?model={model}&format=png")
+            except (OSError, asyncio.IncompleteReadError, ValueError) as e:  # counted, not fatal
+                codes[f"client {type(e).__name__}"] += 1
+                await conn.close()
+                continue
+            lat.append(time.perf_counter() - t0)
+            codes["503+Retry-After" if st == 503 and "retry-after" in hdrs else str(st)] += 1
+        await conn.close()
 
-        async def one(roll: float, rnd: random.Random) -> httpx.Response:
-            if roll < 0.3:
-                state["seed"] += 1
-                r = await c.post("/api/images", files={"file": ("p.jpg", photo(state["seed"]), "image/jpeg")})
-                if r.status_code in (200, 201):
-                    ids.append(r.json()["id"])
-                return r
-            if roll < 0.8:
-                iid = ids[-1] if rnd.random() < 0.5 else rnd.choice(ids)
-                return await c.get(f"/api/images/{iid}/predictions", params={"model": model})
-            return await c.get(f"/api/images/{rnd.choice(ids)}/activations/{layer}",
-                               params={"model": model, "format": "png"})
-
-        t0 = time.perf_counter()
-        await asyncio.gather(*(client(k) for k in range(clients)))
-        wall = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    await asyncio.gather(*(client(k) for k in range(clients)))
+    wall = time.perf_counter() - t0
     q = statistics.quantiles(lat, n=100)
     return {"requests": len(lat), "wall": wall, "rps": len(lat) / wall, "p50": q[49], "p95": q[94], "p99": q[98],
             "codes": dict(codes)}
+
+
+def arun(coro):  # type: ignore[no-untyped-def]
+    """asyncio.run on uvloop when it is there (as the server's uvicorn uses): less client CPU."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    return uvloop.run(coro)
 
 
 def main() -> None:
@@ -143,9 +206,10 @@ def main() -> None:
                 pass
             time.sleep(0.2)
         # warm-up (not counted), then measure
-        asyncio.run(run_load(base, a.model, 4, 3, 200))
+        arun(run_load(base, a.model, 4, 3, 200, [photo(10**6 + i) for i in range(100)]))
+        photos = [photo(i) for i in range(int(a.requests * 0.35) + 10)]  # every upload a new photo
         rss0 = rss_mb(proc.pid)
-        res = asyncio.run(run_load(base, a.model, a.clients, a.seconds, a.requests))
+        res = arun(run_load(base, a.model, a.clients, a.seconds, a.requests, photos))
         rss1 = rss_mb(proc.pid)
     finally:
         proc.terminate()

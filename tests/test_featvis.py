@@ -148,3 +148,30 @@ def test_optimised_image_beats_the_top_dataset_example(tmp_path, cifarnet_zoo: Z
             r = fv.render(lm.module, p.mean, p.std, obj, fv.default_settings(32, steps=96), input_size=32)
             ours = float(fv.evaluate(lm.module, p.mean, p.std, obj, r.images, 32)[0])
             assert ours > best, (layer, ch, ours, best)
+
+
+def test_forward_until_stops_at_the_layer_and_matches_a_full_pass(zoo: Zoo):
+    from app.core.probe import capture, forward_until
+
+    m = zoo.get("cifarnet").module
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad(), capture(m, ["block2.conv2"]) as acts:
+        m(x)
+    later = []
+    h = m.block3.register_forward_pre_hook(lambda *_: later.append(1))
+    try:
+        with torch.no_grad(), forward_until(m, "block2.conv2") as run:
+            out = run(x)
+    finally:
+        h.remove()
+    torch.testing.assert_close(out, acts["block2.conv2"])
+    assert later == []  # nothing after the layer ran
+    assert all(len(mod._forward_hooks) == 0 for mod in m.modules())
+
+
+def test_render_leaves_the_weights_trainable_and_without_gradients(zoo: Zoo):
+    lm = zoo.get("lenet")
+    before = [p.requires_grad for p in lm.module.parameters()]
+    _render(lm, fv.Objective("channel", "conv2", 3), steps=4)
+    assert [p.requires_grad for p in lm.module.parameters()] == before
+    assert all(p.grad is None for p in lm.module.parameters())

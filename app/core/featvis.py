@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from app.core.probe import capture
+from app.core.probe import capture, forward_until
 
 OBJECTIVES = ("channel", "neuron", "unit", "class", "layer")
 
@@ -177,29 +178,40 @@ def render(model: nn.Module, mean: tuple[float, ...], std: tuple[float, ...], ob
     layer = objective.layer
     result = Result(images=torch.empty(0))
     was_training = model.training
+    # Only the image is optimised: with the weights frozen, backward skips every weight gradient
+    # (about half of a conv layer's backward cost), and the model's .grad fields stay untouched.
+    frozen = [p for p in model.parameters() if p.requires_grad]
+    for p in frozen:
+        p.requires_grad_(False)
     model.eval()
+    params = list(param.parameters())
     try:
-        with torch.inference_mode(False), torch.enable_grad(), capture(model, [layer], keep_grad=True) as acts:
+        # The pass stops at the objective's layer; a class logit needs the whole network.
+        until = nullcontext(model) if objective.kind == "class" else forward_until(model, layer)
+        with torch.inference_mode(False), torch.enable_grad(), until as run:
             for step in range(settings.steps):
                 if should_stop is not None and should_stop():
                     result.cancelled = True
                     break
                 img = param()
                 x = (_transform(img, settings, gen, input_size) - m) / sd
-                out = model(x)
-                act = out if objective.kind == "class" else acts[layer]
+                act = run(x)
                 value = objective_value(objective, act)
                 loss = -value.mean()
                 if settings.diversity and settings.images > 1:
                     loss = loss + settings.diversity * _diversity(act)
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
+                grads = torch.autograd.grad(loss, params)
+                for p, g in zip(params, grads):
+                    p.grad = g
                 opt.step()
                 result.history.append(float(value.detach().mean()))
                 result.steps_done = step + 1
                 if progress is not None and (step + 1) % every == 0:
                     progress(step + 1, result.history[-1], param().detach())
     finally:
+        for p in frozen:
+            p.requires_grad_(True)
         model.train(was_training)
     with torch.no_grad():
         result.images = param().detach()

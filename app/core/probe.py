@@ -6,7 +6,7 @@ removed in ``finally`` even when the forward pass raises.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -84,6 +84,41 @@ def capture(model: nn.Module, names: Iterable[str], *, keep_grad: bool = False,
     finally:
         for h in handles:
             h.remove()
+
+
+class _Reached(Exception):  # noqa: N818 - control flow, not an error
+    def __init__(self, out: object) -> None:
+        super().__init__()
+        self.out = out
+
+
+@contextmanager
+def forward_until(model: nn.Module, name: str) -> Iterator[Callable[[torch.Tensor], torch.Tensor]]:
+    """Within the block, ``run(x)`` runs ``model`` only as far as layer ``name`` and returns its output.
+
+    The layers after it are never computed (nor, later, differentiated): for an objective on an
+    early layer that is most of the network's cost. A forward hook stops the pass by raising; it is
+    removed on exit, also after an exception.
+    """
+    mod = resolve(model, [name])[name]
+
+    def hook(_m: nn.Module, _inp: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
+        raise _Reached(out)
+
+    handle = mod.register_forward_hook(hook)
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        try:
+            model(x)
+        except _Reached as r:
+            assert isinstance(r.out, torch.Tensor)
+            return r.out
+        raise RuntimeError(f"the forward pass never reached layer {name!r}")
+
+    try:
+        yield run
+    finally:
+        handle.remove()
 
 
 def _pair(v: object) -> tuple[int, ...] | None:
