@@ -1,8 +1,12 @@
 """Micro-batching: concurrent requests for the same model share one forward pass.
 
-Requests wait at most ``max_wait_s`` for companions (or until ``max_batch`` are queued); the batch
-then runs through the :class:`~app.gate.Gate`, so the concurrency limit still holds. A full queue
-answers at once with :class:`~app.gate.Overloaded` (503 + Retry-After) instead of growing.
+Continuous batching, as in the dynamic batchers of serving systems with a zero queue delay: a
+request that finds a free inference slot runs at once (no waiting for companions, so a lone
+request pays no batching latency); while every slot is busy, requests queue up, and the next
+free slot takes all that are waiting (up to ``max_batch``) as one batch. The slots are the
+:class:`~app.gate.Gate`'s, so the concurrency limit still holds. A request that has not started
+within the gate's wait gets :class:`~app.gate.Overloaded` (503 + Retry-After), and a full queue
+answers so at once instead of growing.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
+from starlette.concurrency import run_in_threadpool
 
 from app.gate import Gate, Overloaded
 
@@ -20,15 +25,15 @@ from app.gate import Gate, Overloaded
 class _Item:
     x: torch.Tensor
     fut: asyncio.Future[object] = field(repr=False)
+    started: bool = False
 
 
 class MicroBatcher:
-    """One queue per key (model + what to capture); ``run(key, x)`` returns ``fn(batch)[i]``."""
+    """One queue per key (model + what to capture); ``run(key, fn, x)`` returns ``fn(batch)[i]``."""
 
-    def __init__(self, gate: Gate, *, max_batch: int = 16, max_wait_s: float = 0.004, max_queue: int = 128) -> None:
+    def __init__(self, gate: Gate, *, max_batch: int = 16, max_queue: int = 128) -> None:
         self.gate = gate
         self.max_batch = max_batch
-        self.max_wait_s = max_wait_s
         self.max_queue = max_queue
         self._queues: dict[str, asyncio.Queue[_Item]] = {}
         self._workers: dict[str, asyncio.Task[None]] = {}
@@ -44,42 +49,46 @@ class MicroBatcher:
             self._fns[key] = fn
             self._workers[key] = asyncio.create_task(self._worker(key, q))
         if q.qsize() >= self.max_queue:
+            self.gate.rejected += 1
             raise Overloaded(retry_after=1)
-        fut: asyncio.Future[object] = asyncio.get_running_loop().create_future()
-        await q.put(_Item(x, fut))
-        return await fut
+        item = _Item(x, asyncio.get_running_loop().create_future())
+        q.put_nowait(item)
+        try:
+            return await asyncio.wait_for(asyncio.shield(item.fut), self.gate.wait_s)
+        except TimeoutError:
+            if item.started:  # already computing: its answer is near, keep it
+                return await item.fut
+            item.fut.cancel()  # the worker skips it
+            self.gate.rejected += 1
+            raise Overloaded(retry_after=max(1, round(self.gate.wait_s / 2))) from None
 
     async def _worker(self, key: str, q: asyncio.Queue[_Item]) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             batch = [await q.get()]
-            deadline = loop.time() + self.max_wait_s
-            while len(batch) < self.max_batch:
-                if not q.empty():
-                    batch.append(q.get_nowait())
-                    continue
-                left = deadline - loop.time()
-                if left <= 0:
-                    break
-                try:
-                    batch.append(await asyncio.wait_for(q.get(), left))
-                except TimeoutError:
-                    break
-            task = asyncio.create_task(self._process(self._fns[key], batch))
+            await self.gate.acquire()
+            await asyncio.sleep(0)  # let requests that arrived in the same instant join
+            while len(batch) < self.max_batch and not q.empty():
+                batch.append(q.get_nowait())
+            live = [b for b in batch if not b.fut.done()]
+            if not live:
+                self.gate.release()
+                continue
+            for b in live:
+                b.started = True
+            task = asyncio.create_task(self._process(self._fns[key], live))
             self._inflight.add(task)
             task.add_done_callback(self._inflight.discard)
 
-    async def _process(self, fn: Callable[[torch.Tensor], list[object]], batch: list[_Item]) -> None:
-        live = [b for b in batch if not b.fut.done()]
-        if not live:
-            return
+    async def _process(self, fn: Callable[[torch.Tensor], list[object]], live: list[_Item]) -> None:
         try:
-            results = await self.gate.run(fn, torch.cat([b.x for b in live]))
-        except Exception as e:  # Overloaded, or a model error: every waiter hears it
+            results = await run_in_threadpool(fn, torch.cat([b.x for b in live]))
+        except Exception as e:  # a model error: every waiter hears it
             for b in live:
                 if not b.fut.done():
                     b.fut.set_exception(e)
             return
+        finally:
+            self.gate.release()
         self.batches += 1
         self.items += len(live)
         for b, r in zip(live, results):

@@ -35,6 +35,21 @@ class Gate:
             self._sem = asyncio.Semaphore(self.limit)
         return self._sem
 
+    async def acquire(self) -> None:
+        """Wait (without a time limit) for a slot; pair with :meth:`release`. For the micro-batcher,
+        whose queued requests keep their own deadlines."""
+        sem = self._semaphore()
+        self.waiting += 1
+        try:
+            await sem.acquire()
+        finally:
+            self.waiting -= 1
+        self.busy += 1
+
+    def release(self) -> None:
+        self.busy -= 1
+        self._semaphore().release()
+
     async def run(self, fn: Callable[..., T], *args: object) -> T:
         """Run ``fn(*args)`` in a worker thread once a slot is free, or raise :class:`Overloaded`."""
         sem = self._semaphore()
