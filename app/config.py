@@ -39,6 +39,8 @@ class Settings(BaseSettings):
                                        description="model forward passes running at once")
     inference_wait_s: float = Field(10.0, description="how long a request waits for a slot before 503")
     torch_threads: int = Field(max(1, os.cpu_count() or 1), description="intra-op threads for torch")
+    analysis_cache_mb: int = Field(64, ge=0, description="memory for recent analyses (every layer's activations "
+                                   "of one photo); the newest one is always kept, PNGs are cached on disk")
     worker_threads: int = Field(8, ge=1, le=64, description="threads for blocking work (decoding, encoding, "
                                 "store I/O); each may hold a decoded photo, so fewer threads bound memory")
     cors_origins: list[str] = Field(default_factory=list, description="origins allowed to call /api (CORS)")

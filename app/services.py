@@ -88,7 +88,7 @@ class Engine:
         # Predictions batch widely; full analyses (every activation kept) in small batches: memory.
         self.predict_batcher = MicroBatcher(self.gate, max_batch=16)
         self.analysis_batcher = MicroBatcher(self.gate, max_batch=4)
-        self._analyses = _LRU(128 * 1024 * 1024)  # activations are large; the store caches PNGs
+        self._analyses = _LRU(settings.analysis_cache_mb * 1024 * 1024)  # activations are large
         self._probs: OrderedDict[tuple[str, str], torch.Tensor] = OrderedDict()
         self._pictures: OrderedDict[str, Image.Image] = OrderedDict()
         self._pic_lock = threading.Lock()

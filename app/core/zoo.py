@@ -247,6 +247,12 @@ def load_model(spec: ModelSpec) -> LoadedModel:
     module = spec.load().eval()
     for p in module.parameters():
         p.requires_grad_(False)
+    # Activations computed in place (ReLU(inplace=True)) overwrite the output of the layer before
+    # them, which an analysis keeps: it would have to copy each one. Out of place costs the same
+    # memory and no copy; the numbers are identical.
+    for m in module.modules():
+        if isinstance(getattr(m, "inplace", None), bool):
+            m.inplace = False
     digest = _sha256_file(spec.weights_path) if spec.weights_path and spec.weights_path.is_file() \
         else _state_sha256(module)
     layers = summarize(module, spec.preprocess.input_size)
