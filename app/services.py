@@ -85,6 +85,9 @@ class Engine:
         self.zoo = zoo
         self.store = store
         self.gate = Gate(settings.inference_concurrency, settings.inference_wait_s)
+        # Uploads (decode, sanitise, fsync'ed write) have their own slots: a disk flush must not
+        # hold a slot that a forward pass could use.
+        self.upload_gate = Gate(settings.inference_concurrency, settings.inference_wait_s)
         # Predictions batch widely; full analyses (every activation kept) in small batches: memory.
         self.predict_batcher = MicroBatcher(self.gate, max_batch=16)
         self.analysis_batcher = MicroBatcher(self.gate, max_batch=4)
@@ -197,15 +200,24 @@ class Engine:
         lm.layer(layer)  # validates the name
         return self.analysis(lm, rec).activations[layer]
 
-    def activation_png(self, lm: LoadedModel, rec: ImageRecord, layer: str, channel: int | None = None) -> bytes:
-        """The layer's grid (or one channel enlarged) as PNG, cached in the store."""
+    def _act_png_key(self, lm: LoadedModel, rec: ImageRecord, layer: str, channel: int | None) -> str:
         info = lm.layer(layer)
         if channel is not None:
             check_channel(channel, info.channels)
-        key = f"act-png:v1:{lm.name}:{lm.weights_sha256[:16]}:{rec.sha256}:{layer}:{channel}"
+        return f"act-png:v1:{lm.name}:{lm.weights_sha256[:16]}:{rec.sha256}:{layer}:{channel}"
+
+    def cached_activation_png(self, lm: LoadedModel, rec: ImageRecord, layer: str,
+                              channel: int | None = None) -> bytes | None:
+        """The layer's PNG if the store has it (no forward pass needed), else None."""
+        return self.store.cache_get(self._act_png_key(lm, rec, layer, channel))
+
+    def activation_png(self, lm: LoadedModel, rec: ImageRecord, layer: str, channel: int | None = None,
+                       analysis: Analysis | None = None) -> bytes:
+        """The layer's grid (or one channel enlarged) as PNG, cached in the store."""
+        key = self._act_png_key(lm, rec, layer, channel)
         data = self.store.cache_get(key)
         if data is None:
-            act = self.activation(lm, rec, layer)
+            act = (analysis or self.analysis(lm, rec)).activations[layer]
             if channel is not None:
                 img = imaging.channel_image(act[channel]) if act.dim() == 3 else imaging.vector_image(act[channel:channel + 1])
             elif act.dim() == 3:

@@ -9,7 +9,7 @@ from fastapi import APIRouter, File, Path, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from app.core.inference import channel_stats, channel_stats_arrays, top_k
+from app.core.inference import Analysis, channel_stats, channel_stats_arrays, top_k
 from app.core.zoo import LoadedModel
 from app.deps import EngineDep
 from app.schemas import (
@@ -116,7 +116,7 @@ async def upload_image(request: Request, engine: EngineDep,
                        file: Annotated[UploadFile, File(description="JPEG, PNG, WebP, BMP or GIF")]) -> JSONResponse:
     await ensure_single_file(request)
     data = await read_upload(file, engine.settings.max_upload_bytes)
-    up = await engine.gate.run(engine.ingest, data, file.filename or "upload")
+    up = await engine.upload_gate.run(engine.ingest, data, file.filename or "upload")
     if up.created:
         from app.indexing import notify_upload  # gallery indexes catch up in the background
 
@@ -168,8 +168,7 @@ async def get_predictions(engine: EngineDep, image_id: ImageId, model: ModelQ = 
                           predictions=[PredictionOut(**vars(p)) for p in top_k(probs, lm.spec.categories, k)])
 
 
-def _analysis_body(engine: Engine, lm: LoadedModel, rec: ImageRecord, k: int) -> dict[str, object]:
-    a = engine.analysis(lm, rec)
+def _analysis_body(lm: LoadedModel, rec: ImageRecord, a: Analysis, k: int) -> dict[str, object]:
     layers = []
     for li in lm.layers:
         lo, hi, mean = channel_stats_arrays(a.activations[li.name])
@@ -185,8 +184,8 @@ async def get_analysis(engine: EngineDep, image_id: ImageId, model: ModelQ = Non
                        k: Annotated[int, Query(ge=1, le=1000)] = 5) -> Response:
     rec = engine.image(image_id)
     lm = pick_model(engine, model)
-    await engine.analysis_async(lm, rec)
-    return fast_json(await run_in_threadpool(_analysis_body, engine, lm, rec, k))
+    a = await engine.analysis_async(lm, rec)
+    return fast_json(await run_in_threadpool(_analysis_body, lm, rec, a, k))
 
 
 @router.get("/images/{image_id}/activations/{layer}", response_model=ActivationOut,
@@ -198,11 +197,13 @@ async def get_activation(engine: EngineDep, image_id: ImageId, layer: Annotated[
     rec = engine.image(image_id)
     lm = pick_model(engine, model)
     lm.layer(layer)
-    await engine.analysis_async(lm, rec)
     if format == "png":
-        data = await engine.gate.run(engine.activation_png, lm, rec, layer, channel)
+        data = await run_in_threadpool(engine.cached_activation_png, lm, rec, layer, channel)
+        if data is None:  # the forward pass (batched) outside the slot that draws the PNG
+            a = await engine.analysis_async(lm, rec)
+            data = await engine.gate.run(engine.activation_png, lm, rec, layer, channel, a)
         return Response(data, media_type="image/png")
-    act = engine.activation(lm, rec, layer)
+    act = (await engine.analysis_async(lm, rec)).activations[layer]
     if channel is not None:
         from app.services import check_channel
 

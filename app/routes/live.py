@@ -227,7 +227,7 @@ async def _freeze(engine: Engine, state: dict[str, object], cfg: LiveConfig, sen
         return
     data, used = last  # type: ignore[misc]
     try:
-        up = await engine.gate.run(engine.ingest, data, f"live-{time.strftime('%Y%m%d-%H%M%S')}.jpg")
+        up = await engine.upload_gate.run(engine.ingest, data, f"live-{time.strftime('%Y%m%d-%H%M%S')}.jpg")
     except (ImageError, Overloaded) as e:
         await send({"type": "error", "code": "freeze_failed", "detail": str(e)})
         return

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 from typing import Annotated, Literal
 
+import torch
 from fastapi import APIRouter, File, Form, Path, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
@@ -105,7 +106,7 @@ async def upload_page(request: Request, engine: EngineDep, file: Annotated[Uploa
     lm = pick_model(engine, model or None)
     await ensure_single_file(request)
     data = await read_upload(file, engine.settings.max_upload_bytes)
-    up = await engine.gate.run(engine.ingest, data, file.filename or "upload")
+    up = await engine.upload_gate.run(engine.ingest, data, file.filename or "upload")
     if up.created:
         from app.indexing import notify_upload  # gallery indexes catch up in the background
 
@@ -129,9 +130,8 @@ async def image_page(request: Request, engine: EngineDep, image_id: Annotated[st
         "input_size": lm.spec.preprocess.crop})
 
 
-def _layer_context(engine: Engine, lm: LoadedModel, rec: object, layer: str) -> dict[str, object]:
+def _layer_context(lm: LoadedModel, act: torch.Tensor, layer: str) -> dict[str, object]:
     info = lm.layer(layer)
-    act = engine.activation(lm, rec, layer)  # type: ignore[arg-type]
     ctx: dict[str, object] = {"info": info, "layer": layer}
     if act.dim() == 3:
         lo, hi = imaging.channel_ranges(act)
@@ -155,8 +155,8 @@ async def layer_page(request: Request, engine: EngineDep, image_id: Annotated[st
     rec = engine.image(image_id)
     lm = pick_model(engine, model)
     lm.layer(layer)
-    await engine.analysis_async(lm, rec)
-    ctx = await engine.gate.run(_layer_context, engine, lm, rec, layer)
+    a = await engine.analysis_async(lm, rec)
+    ctx = await engine.gate.run(_layer_context, lm, a.activations[layer], layer)
     return render(request, "layer.html", {"rec": rec, "model": lm, **ctx}, block="layer")
 
 
@@ -168,14 +168,14 @@ async def channel_page(request: Request, engine: EngineDep, image_id: Annotated[
     lm = pick_model(engine, model)
     info = lm.layer(layer)
     check_channel(channel, info.channels)
-    await engine.analysis_async(lm, rec)
-    act = engine.activation(lm, rec, layer)
+    a = await engine.analysis_async(lm, rec)
+    act = a.activations[layer]
     m = act[channel] if act.dim() == 3 else act[channel:channel + 1][None]
     st = channel_stats(m[None])
     values = m.tolist() if m.numel() <= 32 * 32 else None
     return render(request, "channel.html", {
         "rec": rec, "model": lm, "info": info, "layer": layer, "c": channel,
-        "src": _data_uri(await engine.gate.run(engine.activation_png, lm, rec, layer, channel)),
+        "src": _data_uri(await engine.gate.run(engine.activation_png, lm, rec, layer, channel, a)),
         "lo": _fmt(st.min[0]), "hi": _fmt(st.max[0]), "mean": _fmt(st.mean[0]), "values": values,
         "h": m.shape[0], "w": m.shape[1], "fmt": _fmt}, block="channel")
 
