@@ -131,3 +131,58 @@ def test_concurrent_passes_on_one_model_do_not_mix_hooked_outputs(zoo: Zoo):
     for t in threads:
         t.join()
     assert errors == []
+
+
+def test_continuous_batching_runs_a_lone_request_alone_and_merges_the_queue():
+    """A request that finds a free slot runs by itself at once; those that queue behind a busy slot
+    become one batch; a queued request whose deadline passes gets Overloaded and is never computed."""
+    import threading
+
+    from app.batching import MicroBatcher
+    from app.gate import Gate, Overloaded
+
+    release = threading.Event()
+    sizes: list[int] = []
+
+    def fn(b: torch.Tensor) -> list[object]:
+        sizes.append(len(b))
+        if len(sizes) == 1:
+            release.wait(5)
+        return [float(v) * 2 for v in b[:, 0]]
+
+    async def go() -> tuple[list[object], list[int], list[object]]:
+        batcher = MicroBatcher(Gate(1, 5.0), max_batch=16)
+        try:
+            first = asyncio.create_task(batcher.run("k", fn, torch.tensor([[1.0]])))
+            while not sizes:  # the lone request started without waiting for company
+                await asyncio.sleep(0.001)
+            rest = [asyncio.create_task(batcher.run("k", fn, torch.tensor([[float(i)]]))) for i in range(2, 7)]
+            await asyncio.sleep(0.05)
+            release.set()
+            got = await asyncio.gather(first, *rest)
+            merged = list(sizes)
+            # deadline: a request queued behind a slot that stays busy past the gate's wait
+            release.clear()
+            sizes.clear()
+            slow = MicroBatcher(Gate(1, 0.05), max_batch=1)
+            blocker = asyncio.create_task(slow.run("k", fn, torch.tensor([[1.0]])))
+            while not sizes:
+                await asyncio.sleep(0.001)
+            late: list[object] = []
+            try:
+                await slow.run("k", fn, torch.tensor([[9.0]]))
+            except Overloaded as e:
+                late.append(e)
+            release.set()
+            await blocker
+            await asyncio.sleep(0.05)
+            await slow.close()
+            return got, merged, late
+        finally:
+            await batcher.close()
+
+    got, merged, late = run_async(go)
+    assert got == [2.0, 4.0, 6.0, 8.0, 10.0, 12.0]
+    assert merged == [1, 5], "alone at once, then the five that queued as one batch"
+    assert len(late) == 1 and late[0].retry_after >= 1
+    assert sizes == [1], "the timed-out request was skipped, never computed"

@@ -170,8 +170,14 @@ async def get_predictions(engine: EngineDep, image_id: ImageId, model: ModelQ = 
 
 def _analysis_body(lm: LoadedModel, rec: ImageRecord, a: Analysis, k: int) -> dict[str, object]:
     layers = []
+    memo: dict[tuple[object, ...], tuple[object, object, object]] = {}
     for li in lm.layers:
-        lo, hi, mean = channel_stats_arrays(a.activations[li.name])
+        act = a.activations[li.name]
+        # Pass-through layers (Identity, Dropout in eval) hand on the very same tensor: stats once.
+        key = (act.data_ptr(), tuple(act.shape), act.stride())
+        if key not in memo:
+            memo[key] = channel_stats_arrays(act)
+        lo, hi, mean = memo[key]
         layers.append({"name": li.name, "type": li.type, "shape": list(li.output_shape), "min": lo, "max": hi,
                        "mean": mean})
     return {"image": rec.id, "model": lm.name, "layers": layers,
