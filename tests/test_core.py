@@ -56,17 +56,19 @@ def test_cifarnet_stem_equals_conv_plus_batchnorm(zoo: Zoo):
     lm = zoo.get("cifarnet")
     m = lm.module
     x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
-    res = analyze_batch(lm, x, ["stem", "stem_bn", "stem_pool", "block1.conv1"])
-    stem = F.conv2d(x, m.stem.weight, padding=2)
+    res = analyze_batch(lm, x, ["stem", "stem_bn", "stem_relu", "block1.conv1", "block1.pool"])
+    stem = F.conv2d(x, m.stem.weight)  # 5x5, no padding: 32 -> 28
     bn = F.batch_norm(stem, m.stem_bn.running_mean, m.stem_bn.running_var, m.stem_bn.weight, m.stem_bn.bias,
                       False, 0.0, m.stem_bn.eps)
-    pool = F.max_pool2d(F.relu(bn), 2)
-    b1 = F.conv2d(pool, m.block1.conv1.weight, padding=1)
+    relu = F.relu(bn)
+    b1 = F.conv2d(relu, m.block1.conv1.weight, padding=1)
+    assert stem.shape[-2:] == (28, 28)
     for i in range(2):
         torch.testing.assert_close(res[i].activations["stem"], stem[i], rtol=1e-4, atol=1e-4)
         torch.testing.assert_close(res[i].activations["stem_bn"], bn[i], rtol=1e-4, atol=1e-4)
-        torch.testing.assert_close(res[i].activations["stem_pool"], pool[i], rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(res[i].activations["stem_relu"], relu[i], rtol=1e-4, atol=1e-4)
         torch.testing.assert_close(res[i].activations["block1.conv1"], b1[i], rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(res[i].activations["block1.pool"], F.max_pool2d(b1, 2)[i], rtol=1e-4, atol=1e-4)
 
 
 def test_capture_keeps_outputs_that_are_later_changed_in_place():

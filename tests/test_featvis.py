@@ -145,7 +145,9 @@ def test_optimised_image_beats_the_top_dataset_example(tmp_path, cifarnet_zoo: Z
             assert ex.status_code == 200, ex.text
             best = ex.json()["examples"][0]["value"]
             obj = fv.Objective("channel", layer, ch)
-            r = fv.render(lm.module, p.mean, p.std, obj, fv.default_settings(32, steps=96), input_size=32)
+            # the defaults users get (a linear layer such as the stem needs them: its optimum is a
+            # saturated image that 96 steps do not reach)
+            r = fv.render(lm.module, p.mean, p.std, obj, fv.default_settings(32), input_size=32)
             ours = float(fv.evaluate(lm.module, p.mean, p.std, obj, r.images, 32)[0])
             assert ours > best, (layer, ch, ours, best)
 
