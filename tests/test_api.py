@@ -75,15 +75,15 @@ def test_predictions_match_the_core(client: TestClient, zoo: Zoo, uploaded: str)
 def test_activation_formats_agree(client: TestClient, uploaded: str):
     base = f"/api/images/{uploaded}/activations/stem"
     j = client.get(base, params={"model": "cifarnet"}).json()
-    assert j["shape"] == [32, 32, 32] and j["dtype"] == "float32" and len(j["min"]) == 32
+    assert j["shape"] == [32, 28, 28] and j["dtype"] == "float32" and len(j["min"]) == 32  # 5x5, no padding
     arr = np.load(io.BytesIO(client.get(base, params={"model": "cifarnet", "format": "npy"}).content))
-    assert arr.shape == (32, 32, 32)
+    assert arr.shape == (32, 28, 28)
     np.testing.assert_allclose(arr, np.array(j["values"], dtype=np.float32), rtol=1e-6)
     np.testing.assert_allclose(arr.reshape(32, -1).max(1), j["max"], rtol=1e-6)
     png = Image.open(io.BytesIO(client.get(base, params={"model": "cifarnet", "format": "png"}).content))
     assert png.format == "PNG" and png.width > 32 * 2
     one = client.get(base, params={"model": "cifarnet", "channel": 5}).json()
-    assert one["shape"] == [32, 32]
+    assert one["shape"] == [28, 28]
     np.testing.assert_allclose(np.array(one["values"]), arr[5], rtol=1e-6)
     r = client.get(base, params={"model": "cifarnet", "channel": 32})
     assert r.status_code == 422 and "0 to 31" in r.json()["detail"]
