@@ -50,6 +50,9 @@ class Recipe:
     finetune_epochs: int = 0
     finetune_lr: float = 0.01
     crop_pad: int = 4
+    whiten_stem: bool = False
+    alternating_flip: bool = False
+    ema_decay: float = 0.0
 
     @property
     def total_epochs(self) -> int:
@@ -59,9 +62,13 @@ class Recipe:
 RECIPES: dict[str, Recipe] = {
     "lenet": Recipe(epochs=30, batch_size=128, lr=0.05, weight_decay=5e-4, snapshots=(0, 1, 3, 10)),
     # bf16 autocast is ~10x slower than fp32 on AVX2-only CPUs (no native bf16): fp32 + channels_last.
-    "cifarnet": Recipe(epochs=18, batch_size=256, lr=0.2, weight_decay=5e-4, label_smoothing=0.2,
+    # The stem starts as a patch-whitening filter bank (it stays trainable), every image is flipped
+    # in every other epoch (alternating flip), and the weights we ship are an exponential moving
+    # average of the trained ones (buffers included): each of these speeds up short CIFAR-10 runs.
+    "cifarnet": Recipe(epochs=20, batch_size=256, lr=0.2, weight_decay=5e-4, label_smoothing=0.2,
                        channels_last=True, snapshots=(0, 1, 3, 8), crop_pad=3,
-                       augment="random crop 32 from 3-px reflect padding + horizontal flip"),
+                       augment="random crop 32 from 3-px reflect padding + alternating horizontal flip",
+                       whiten_stem=True, alternating_flip=True, ema_decay=0.995),
 }
 
 
@@ -78,8 +85,11 @@ def _lr_at(step: int, total: int, peak: float, finetune_peak: float = 0.0, finet
     return peak * 0.5 * (1 + math.cos(math.pi * t)) + 1e-4
 
 
-def augment(x: torch.Tensor, gen: torch.Generator, pad: int = 4) -> torch.Tensor:
-    """Random crop (reflect padding ``pad``) and horizontal flip of a uint8 or float batch."""
+def augment(x: torch.Tensor, gen: torch.Generator, pad: int = 4, flip: torch.Tensor | None = None) -> torch.Tensor:
+    """Random crop (reflect padding ``pad``) and horizontal flip of a uint8 or float batch.
+
+    ``flip`` (a bool per image) decides the flips instead of a coin toss (alternating flip).
+    """
     b, c, h, w = x.shape
     xp = F.pad(x.float(), (pad, pad, pad, pad), mode="reflect")
     dy = torch.randint(0, 2 * pad + 1, (b,), generator=gen)
@@ -89,9 +99,32 @@ def augment(x: torch.Tensor, gen: torch.Generator, pad: int = 4) -> torch.Tensor
     bi = torch.arange(b)[:, None, None, None]
     ci = torch.arange(c)[None, :, None, None]
     out = xp[bi, ci, rows, cols]
-    flip = torch.rand(b, generator=gen) < 0.5
+    if flip is None:
+        flip = torch.rand(b, generator=gen) < 0.5
     out[flip] = out[flip].flip(-1)
     return out
+
+
+def flip_plan(epoch: int, base: torch.Tensor) -> torch.Tensor | None:
+    """Alternating flip: in epoch 0 the coin tosses ``base`` decide; later, every image is flipped in
+    every other epoch (epoch parity XOR its own toss), so each sees both orientations in turn."""
+    return base if epoch % 2 == 0 else ~base
+
+
+@torch.no_grad()
+def whitening_filters(x: torch.Tensor, kernel_size: int, out_channels: int, eps: float = 5e-4) -> torch.Tensor:
+    """A patch-whitening filter bank: ``out_channels // 2`` top principal directions of the
+    ``kernel_size``-square patches of the normalised images ``x``, scaled by 1/sqrt(eigenvalue + eps),
+    each with its negative (so that a ReLU after it keeps both signs)."""
+    c = x.shape[1]
+    patches = F.unfold(x.float(), kernel_size).transpose(1, 2).reshape(-1, c * kernel_size * kernel_size)
+    patches = patches - patches.mean(0, keepdim=True)
+    cov = patches.T @ patches / len(patches)
+    evals, evecs = torch.linalg.eigh(cov.double())
+    k = out_channels // 2
+    top = evecs[:, -k:].flip(1).T / torch.sqrt(evals[-k:].flip(0)[:, None] + eps)
+    w = top.float().reshape(k, c, kernel_size, kernel_size)
+    return torch.cat([w, -w])
 
 
 def normalize(x_uint8_or_float: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
@@ -162,6 +195,11 @@ def train(model_name: str, data: str, out_dir: Path, run_dir: Path, *, seed: int
     num_classes = len(train_ds.classes)
 
     model = nets.build(model_name, num_classes)
+    if recipe.whiten_stem:
+        stem = model.stem
+        sample = normalize(xtr[torch.randperm(len(xtr), generator=torch.Generator().manual_seed(seed))[:2000]],
+                           CIFAR_MEAN, CIFAR_STD)
+        stem.weight.data.copy_(whitening_filters(sample, stem.kernel_size[0], stem.out_channels))
     memfmt = torch.channels_last if recipe.channels_last else torch.contiguous_format
     model = model.to(memory_format=memfmt)
     opt = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
@@ -169,6 +207,10 @@ def train(model_name: str, data: str, out_dir: Path, run_dir: Path, *, seed: int
     steps_per_epoch = math.ceil(len(xtr) / recipe.batch_size)
     total_steps = recipe.epochs * steps_per_epoch
     gen = torch.Generator().manual_seed(seed)
+    flip_base = torch.rand(len(xtr), generator=gen) < 0.5
+    ema = (torch.optim.swa_utils.AveragedModel(
+        model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(recipe.ema_decay), use_buffers=True)
+        if recipe.ema_decay else None)
     start_epoch, wall = 0, 0.0
     ckpt_path = run_dir / "checkpoint.pt"
     if resume and ckpt_path.exists():
@@ -176,10 +218,16 @@ def train(model_name: str, data: str, out_dir: Path, run_dir: Path, *, seed: int
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["opt"])
         gen.set_state(ck["gen"])
+        if ema is not None:
+            ema.load_state_dict(ck["ema"])
         start_epoch, wall = int(ck["epoch"]), float(ck["wall"])
         tqdm.write(f"resumed from {ckpt_path} at epoch {start_epoch}")
     elif 0 in recipe.snapshots:
         _save_weights(model, out_dir / "snapshots" / "epoch-000.safetensors", dtype=torch.float16)
+
+    def shipped() -> nn.Module:
+        """The weights that are saved: the moving average where the recipe keeps one."""
+        return ema.module if ema is not None else model
 
     last = recipe.total_epochs if stop_after is None else min(recipe.total_epochs, start_epoch + stop_after)
     for epoch in range(start_epoch, last):
@@ -191,7 +239,9 @@ def train(model_name: str, data: str, out_dir: Path, run_dir: Path, *, seed: int
         seen, loss_sum, correct = 0, 0.0, 0
         for s in pbar:
             idx = perm[s * recipe.batch_size:(s + 1) * recipe.batch_size]
-            xb = normalize(augment(xtr[idx], gen, recipe.crop_pad), CIFAR_MEAN, CIFAR_STD).contiguous(memory_format=memfmt)
+            flips = flip_plan(epoch, flip_base[idx]) if recipe.alternating_flip else None
+            xb = normalize(augment(xtr[idx], gen, recipe.crop_pad, flips), CIFAR_MEAN,
+                           CIFAR_STD).contiguous(memory_format=memfmt)
             yb = ytr[idx]
             for g in opt.param_groups:
                 g["lr"] = _lr_at(epoch * steps_per_epoch + s, total_steps, recipe.lr, recipe.finetune_lr,
@@ -202,6 +252,8 @@ def train(model_name: str, data: str, out_dir: Path, run_dir: Path, *, seed: int
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if ema is not None:
+                ema.update_parameters(model)
             seen += len(idx)
             loss_sum += loss.item() * len(idx)
             correct += int((logits.argmax(1) == yb).sum())
@@ -210,17 +262,20 @@ def train(model_name: str, data: str, out_dir: Path, run_dir: Path, *, seed: int
         pbar.close()
         wall += time.perf_counter() - t0
         acc, _ = evaluate(model, xte, yte, num_classes)
+        ema_note = f", EMA {evaluate(ema.module, xte, yte, num_classes)[0]:.4f}" if ema is not None else ""
         tqdm.write(f"epoch {epoch + 1}: train loss {loss_sum / seen:.4f} acc {correct / seen:.4f} "
-                   f"test acc {acc:.4f} ({wall:.0f} s)")
+                   f"test acc {acc:.4f}{ema_note} ({wall:.0f} s)")
         if epoch + 1 in recipe.snapshots:
-            _save_weights(model, out_dir / "snapshots" / f"epoch-{epoch + 1:03d}.safetensors",
+            _save_weights(shipped(), out_dir / "snapshots" / f"epoch-{epoch + 1:03d}.safetensors",
                           dtype=torch.float16)
         _atomic_save({"model": model.state_dict(), "opt": opt.state_dict(), "gen": gen.get_state(),
-                      "epoch": epoch + 1, "wall": wall}, ckpt_path)
+                      "epoch": epoch + 1, "wall": wall, **({"ema": ema.state_dict()} if ema is not None else {})},
+                     ckpt_path)
     if last < recipe.total_epochs:
         tqdm.write(f"stopped after epoch {last}; run again to resume from {ckpt_path}")
         return None
 
+    model = shipped()
     acc, per_class = evaluate(model, xte, yte, num_classes)
     data_desc = data if data == CIFAR10_ALIAS else Path(data).name
     card = {
