@@ -109,6 +109,8 @@ class Engine:
         rec, created = self.store.put_image(sha256=sha, png=imaging.png_bytes(img), width=img.width,
                                             height=img.height, original_size=dec.original_size, fmt=dec.format,
                                             filename=_safe_filename(filename))
+        # An upload is analysed right away: keep the picture (PNG is lossless: the same pixels).
+        self._remember_picture(rec.id, img)
         return Upload(rec, created)
 
     def image(self, image_id: str) -> ImageRecord:
@@ -126,11 +128,15 @@ class Engine:
                 return pic
         with Image.open(io.BytesIO(self.store.image_png(rec))) as im:
             pic = im.convert("RGB")
+        self._remember_picture(rec.id, pic)
+        return pic
+
+    def _remember_picture(self, image_id: str, pic: Image.Image) -> None:
         with self._pic_lock:
-            self._pictures[rec.id] = pic
+            self._pictures[image_id] = pic
+            self._pictures.move_to_end(image_id)
             while len(self._pictures) > 16:  # up to 3 MB each
                 self._pictures.popitem(last=False)
-        return pic
 
     def delete(self, image_id: str) -> bool:
         self._analyses.drop_image(image_id)

@@ -186,3 +186,16 @@ def test_continuous_batching_runs_a_lone_request_alone_and_merges_the_queue():
     assert merged == [1, 5], "alone at once, then the five that queued as one batch"
     assert len(late) == 1 and late[0].retry_after >= 1
     assert sizes == [1], "the timed-out request was skipped, never computed"
+
+
+def test_an_upload_keeps_its_picture_with_the_stored_pixels(tmp_path: Path, zoo: Zoo):
+    """The picture an upload keeps in memory is pixel for pixel the stored PNG (read back by a new engine)."""
+    import numpy as np
+
+    store = Store(tmp_path)
+    engine = Engine(Settings(data_dir=tmp_path), zoo, store)
+    rec = engine.ingest(make_photo(300, 200, seed=7, fmt="PNG"), "a.png").record
+    kept = engine.picture(rec)
+    fresh = Engine(Settings(data_dir=tmp_path), zoo, store).picture(rec)
+    assert kept.mode == fresh.mode == "RGB"
+    np.testing.assert_array_equal(np.asarray(kept), np.asarray(fresh))
