@@ -44,7 +44,8 @@ def _cmd_train(a: argparse.Namespace) -> int:
     out = Path(a.out or f"models/{a.model}")
     train(a.model, a.data, out, Path(a.run_dir or f"runs/{a.model}"), seed=a.seed, epochs=a.epochs,
           resume=not a.fresh, limit=a.limit, threads=a.threads, stop_after=a.stop_after,
-          finetune_epochs=a.finetune_epochs, finetune_lr=a.finetune_lr, note=a.note)
+          finetune_epochs=a.finetune_epochs, finetune_lr=a.finetune_lr, note=a.note, lr=a.lr,
+          init=Path(a.init) if a.init else None)
     return 0
 
 
@@ -118,6 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--finetune-epochs", type=int, help="a short cosine restart at a low learning rate after the cycle")
     t.add_argument("--finetune-lr", type=float, help="peak learning rate of that restart (default 0.01)")
     t.add_argument("--note", help="a sentence for the model card (how the run went)")
+    t.add_argument("--lr", type=float, help="override the recipe's peak learning rate")
+    t.add_argument("--init", help="start from these trained weights (.safetensors): a warm restart, "
+                                  "e.g. models/cifarnet/weights.safetensors")
     t.set_defaults(func=_cmd_train)
 
     f = sub.add_parser("featvis", help="render feature visualizations (cached in the store; --all pre-renders a layer)")

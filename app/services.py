@@ -139,12 +139,16 @@ class Engine:
                 self._pictures.popitem(last=False)
 
     def delete(self, image_id: str) -> bool:
+        self.forget(image_id)
+        return self.store.delete_image(image_id)
+
+    def forget(self, image_id: str) -> None:
+        """Drop what memory holds for an upload (analyses, picture, probabilities); the store keeps it."""
         self._analyses.drop_image(image_id)
         with self._pic_lock:
             self._pictures.pop(image_id, None)
             for key in [k for k in self._probs if k[1] == image_id]:
                 del self._probs[key]
-        return self.store.delete_image(image_id)
 
     # -- analyses ---------------------------------------------------------------------------
     def model(self, name: str) -> LoadedModel:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm import tqdm
 
@@ -170,11 +170,14 @@ def _save_weights(model: nn.Module, path: Path, meta: dict[str, str] | None = No
 def train(model_name: str, data: str, out_dir: Path, run_dir: Path, *, seed: int = 0,
           epochs: int | None = None, resume: bool = True, limit: int | None = None,
           threads: int | None = None, stop_after: int | None = None, finetune_epochs: int | None = None,
-          finetune_lr: float | None = None, note: str | None = None) -> dict[str, object] | None:
+          finetune_lr: float | None = None, note: str | None = None, lr: float | None = None,
+          init: Path | None = None) -> dict[str, object] | None:
     """Train ``model_name`` on ``data`` and write ``out_dir/weights.safetensors`` + ``card.json``.
 
     ``stop_after`` ends this invocation after that many epochs (the checkpoint stays, a later call
-    resumes); returns the card when training is complete, else None.
+    resumes); returns the card when training is complete, else None. ``init`` starts from trained
+    weights (a warm restart: the run is a further cycle of the schedule); the card then counts the
+    earlier training (from the card beside those weights) in its epochs and wall time.
     """
     recipe = RECIPES[model_name]
     if epochs is not None:
@@ -183,6 +186,10 @@ def train(model_name: str, data: str, out_dir: Path, run_dir: Path, *, seed: int
         recipe = Recipe(**{**asdict(recipe), "finetune_epochs": finetune_epochs})
     if finetune_lr is not None:
         recipe = Recipe(**{**asdict(recipe), "finetune_lr": finetune_lr})
+    if lr is not None:
+        recipe = Recipe(**{**asdict(recipe), "lr": lr})
+    if init is not None:
+        recipe = Recipe(**{**asdict(recipe), "whiten_stem": False, "snapshots": ()})
     torch.set_num_threads(threads or os.cpu_count() or 1)
     torch.manual_seed(seed)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -195,6 +202,11 @@ def train(model_name: str, data: str, out_dir: Path, run_dir: Path, *, seed: int
     num_classes = len(train_ds.classes)
 
     model = nets.build(model_name, num_classes)
+    parent: dict[str, object] | None = None
+    if init is not None:
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in load_file(str(init)).items()})
+        parent_card = Path(init).with_name("card.json")
+        parent = json.loads(parent_card.read_text()) if parent_card.exists() else {}
     if recipe.whiten_stem:
         stem = model.stem
         sample = normalize(xtr[torch.randperm(len(xtr), generator=torch.Generator().manual_seed(seed))[:2000]],
@@ -295,13 +307,17 @@ def train(model_name: str, data: str, out_dir: Path, run_dir: Path, *, seed: int
             "note": "Images went through JPEG, so accuracy is a little below published figures for the same recipe.",
         },
         "recipe": {**asdict(recipe), "seed": seed, "optimizer": "SGD", "loss": "cross-entropy"},
-        "epochs": recipe.total_epochs,
-        "wall_time_s": round(wall, 1),
+        "epochs": recipe.total_epochs + int(parent.get("epochs", 0) if parent else 0),
+        "wall_time_s": round(wall + float(parent.get("wall_time_s", 0.0) if parent else 0.0), 1),
         "hardware": f"{platform.machine()} CPU, {torch.get_num_threads()} threads, torch {torch.__version__}",
         "test_accuracy": round(acc, 4),
         "per_class_accuracy": {c: round(a, 4) for c, a in zip(train_ds.classes, per_class)},
         "evaluation": "fp32, test split, decoded with Pillow, no test-time augmentation",
     }
+    if parent is not None:
+        card["warm_start"] = {"from": str(init), "epochs": parent.get("epochs"), "wall_time_s": parent.get("wall_time_s"),
+                              "test_accuracy": parent.get("test_accuracy"), "recipe": parent.get("recipe"),
+                              "this_run": {"epochs": recipe.total_epochs, "wall_time_s": round(wall, 1)}}
     if note:
         card["note"] = note
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -104,3 +104,20 @@ def test_cifarnet_recipe_resumes_to_the_same_weights(tiny_zip: Path, tmp_path: P
     assert not torch.equal(trained["fc.weight"], wa["fc.weight"])
     ema = torch.load(tmp_path / "ra" / "checkpoint.pt", weights_only=True)["ema"]
     torch.testing.assert_close(ema["module.fc.weight"], wa["fc.weight"])
+
+
+def test_warm_restart_starts_from_trained_weights_and_counts_them(tiny_zip: Path, tmp_path: Path):
+    """--init: a further cycle from trained weights; the card adds the earlier epochs and wall time."""
+    common = ["train", "--model", "lenet", "--data", str(tiny_zip), "--threads", "1"]
+    assert cli([*common, "--epochs", "2", "--out", str(tmp_path / "a"), "--run-dir", str(tmp_path / "ra")]) == 0
+    first = json.loads((tmp_path / "a" / "card.json").read_text())
+    # zero learning rate: the restart must hand on exactly the weights it started from
+    assert cli([*common, "--epochs", "1", "--lr", "0", "--init", str(tmp_path / "a" / "weights.safetensors"),
+                "--out", str(tmp_path / "b"), "--run-dir", str(tmp_path / "rb")]) == 0
+    card = json.loads((tmp_path / "b" / "card.json").read_text())
+    assert card["epochs"] == 3 and card["warm_start"]["epochs"] == 2
+    assert card["wall_time_s"] >= first["wall_time_s"]
+    assert card["warm_start"]["test_accuracy"] == first["test_accuracy"]
+    wa, wb = load_file(str(tmp_path / "a" / "weights.safetensors")), load_file(str(tmp_path / "b" / "weights.safetensors"))
+    for k in ("conv1.weight", "fc3.weight", "out.bias"):
+        np.testing.assert_allclose(wa[k].numpy(), wb[k].numpy(), atol=1e-3, err_msg=k)
