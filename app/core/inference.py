@@ -56,17 +56,19 @@ class Analysis:
 def channel_stats(act: torch.Tensor) -> ChannelStats:
     """Stats over the spatial positions of each channel ((C,H,W)); a vector counts as C channels of 1.
 
-    min/max with NumPy (torch's CPU min/max along a dimension is far slower), mean with torch.
     """
     lo, hi, mean = channel_stats_arrays(act)
     return ChannelStats(min=lo.tolist(), max=hi.tolist(), mean=mean.tolist())
 
 
 def channel_stats_arrays(act: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(min, max, mean) per channel as float32 arrays — the fast path behind :func:`channel_stats`."""
+    """(min, max, mean) per channel as float32 arrays — the fast path behind :func:`channel_stats`.
+
+    ``amin``/``amax``/``mean`` are torch's multi-threaded reductions (2-3x faster than NumPy's along
+    an axis; ``torch.min(dim)`` and ``aminmax`` also find indices or run single-threaded: slower).
+    """
     t = act.detach().float().reshape(act.shape[0], -1)
-    flat = t.numpy()
-    return flat.min(1), flat.max(1), t.mean(1).numpy()
+    return t.amin(1).numpy(), t.amax(1).numpy(), t.mean(1).numpy()
 
 
 @torch.inference_mode()
