@@ -7,16 +7,22 @@ import sys
 from pathlib import Path
 
 
-def _limit_malloc_arenas(n: int = 2) -> None:
+def _limit_malloc_arenas(n: int = 2, mmap_threshold: int = 128 * 1024) -> None:
     """glibc gives each thread that allocates its own malloc arena (up to 8 per core); freed
     activation buffers then stay spread over many arenas and the resident size only grows.
-    Two arenas keep a long-running server's memory flat (same as MALLOC_ARENA_MAX=2)."""
+    Two arenas keep a long-running server's memory flat (same as MALLOC_ARENA_MAX=2).
+
+    glibc also raises its mmap threshold each time a large block is freed (up to 32 MB), after
+    which activation-sized blocks come from the heap, where freed ones leave holes. A fixed
+    threshold (M_MMAP_THRESHOLD, which turns that adjustment off) gives every block of 128 KB or
+    more its own mapping, returned to the system when the tensor is freed."""
     import ctypes
     import ctypes.util
 
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         libc.mallopt(-8, n)  # M_ARENA_MAX
+        libc.mallopt(-3, mmap_threshold)  # M_MMAP_THRESHOLD
     except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to tune
         pass
 
