@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 
 import torch
@@ -94,7 +93,7 @@ class FeatVisService:
         key = (lm.name, lm.weights_sha256)
         if key not in self._copies:
             with lm.lock:
-                self._copies[key] = copy.deepcopy(lm.module)
+                self._copies[key] = fv.working_copy(lm.module)
         return self._copies[key]
 
     def start(self, lm: LoadedModel, obj: fv.Objective, s: fv.Settings) -> JobState:

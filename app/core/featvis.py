@@ -14,6 +14,7 @@ Everything is seeded; a run is deterministic for a given seed and settings.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -157,6 +158,13 @@ def _diversity(act: torch.Tensor) -> torch.Tensor:
     gram = F.normalize(gram, dim=1)
     sim = gram @ gram.T
     return (sim.sum() - sim.diagonal().sum()) / (n * (n - 1))
+
+
+def working_copy(model: nn.Module) -> nn.Module:
+    """A private copy of a served model to optimise images against: channels-last, so that the
+    batch-1 convolutions of the ascent run on oneDNN rather than PyTorch's slow im2col path
+    (about 1.3x more steps per second on cifarnet)."""
+    return copy.deepcopy(model).to(memory_format=torch.channels_last).eval()
 
 
 def render(model: nn.Module, mean: tuple[float, ...], std: tuple[float, ...], objective: Objective,
