@@ -15,7 +15,7 @@ import math
 import os
 import platform
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -64,7 +64,9 @@ RECIPES: dict[str, Recipe] = {
     # bf16 autocast is ~10x slower than fp32 on AVX2-only CPUs (no native bf16): fp32 + channels_last.
     # The stem starts as a patch-whitening filter bank (it stays trainable), every image is flipped
     # in every other epoch (alternating flip), and the weights we ship are an exponential moving
-    # average of the trained ones (buffers included): each of these speeds up short CIFAR-10 runs.
+    # average of the trained ones (buffers included). Measured: faster early progress (85.1 % after
+    # 8 of 20 epochs; the earlier recipe had 79.0 % after 8 of 18) but the same end point (88.6 %);
+    # the EMA also holds the accuracy through the high learning rate of a warm restart.
     "cifarnet": Recipe(epochs=20, batch_size=256, lr=0.2, weight_decay=5e-4, label_smoothing=0.2,
                        channels_last=True, snapshots=(0, 1, 3, 8), crop_pad=3,
                        augment="random crop 32 from 3-px reflect padding + alternating horizontal flip",
@@ -105,7 +107,7 @@ def augment(x: torch.Tensor, gen: torch.Generator, pad: int = 4, flip: torch.Ten
     return out
 
 
-def flip_plan(epoch: int, base: torch.Tensor) -> torch.Tensor | None:
+def flip_plan(epoch: int, base: torch.Tensor) -> torch.Tensor:
     """Alternating flip: in epoch 0 the coin tosses ``base`` decide; later, every image is flipped in
     every other epoch (epoch parity XOR its own toss), so each sees both orientations in turn."""
     return base if epoch % 2 == 0 else ~base
@@ -179,17 +181,11 @@ def train(model_name: str, data: str, out_dir: Path, run_dir: Path, *, seed: int
     weights (a warm restart: the run is a further cycle of the schedule); the card then counts the
     earlier training (from the card beside those weights) in its epochs and wall time.
     """
-    recipe = RECIPES[model_name]
-    if epochs is not None:
-        recipe = Recipe(**{**asdict(recipe), "epochs": epochs})
-    if finetune_epochs is not None:
-        recipe = Recipe(**{**asdict(recipe), "finetune_epochs": finetune_epochs})
-    if finetune_lr is not None:
-        recipe = Recipe(**{**asdict(recipe), "finetune_lr": finetune_lr})
-    if lr is not None:
-        recipe = Recipe(**{**asdict(recipe), "lr": lr})
-    if init is not None:
-        recipe = Recipe(**{**asdict(recipe), "whiten_stem": False, "snapshots": ()})
+    overrides = {k: v for k, v in {"epochs": epochs, "finetune_epochs": finetune_epochs, "finetune_lr": finetune_lr,
+                                   "lr": lr}.items() if v is not None}
+    if init is not None:  # a warm restart: no fresh stem, no early-epoch snapshots
+        overrides |= {"whiten_stem": False, "snapshots": ()}
+    recipe = replace(RECIPES[model_name], **overrides)
     torch.set_num_threads(threads or os.cpu_count() or 1)
     torch.manual_seed(seed)
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -54,9 +54,7 @@ class Analysis:
 
 
 def channel_stats(act: torch.Tensor) -> ChannelStats:
-    """Stats over the spatial positions of each channel ((C,H,W)); a vector counts as C channels of 1.
-
-    """
+    """Stats over the spatial positions of each channel ((C,H,W)); a vector counts as C channels of 1."""
     lo, hi, mean = channel_stats_arrays(act)
     return ChannelStats(min=lo.tolist(), max=hi.tolist(), mean=mean.tolist())
 
