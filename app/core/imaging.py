@@ -137,9 +137,14 @@ def limit_side(im: Image.Image, side: int) -> Image.Image:
 
 
 def png_bytes(im: Image.Image) -> bytes:
-    """Encode as PNG with no metadata."""
+    """Encode as PNG with no metadata.
+
+    zlib level 1: under the load bench PNG encoding (stored uploads, activation grids) was the largest
+    single cost of the server (22 % of its busy samples); level 1 encodes a 160x120 photo in 1.6 ms
+    instead of 2.3 ms (level 3) for a file 2 % larger.
+    """
     buf = io.BytesIO()
-    im.save(buf, format="PNG", optimize=False, compress_level=3)
+    im.save(buf, format="PNG", optimize=False, compress_level=1)
     return buf.getvalue()
 
 
