@@ -20,12 +20,13 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 from tqdm import tqdm
 
 from app.core import nets
 from app.core.data import CIFAR10_ALIAS, file_sha256, load_uint8, open_dataset
+from app.core.zoo import load_safetensors
 
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2470, 0.2435, 0.2616)
@@ -198,11 +199,11 @@ def train(model_name: str, data: str, out_dir: Path, run_dir: Path, *, seed: int
     num_classes = len(train_ds.classes)
 
     model = nets.build(model_name, num_classes)
-    parent: dict[str, object] | None = None
+    earlier: dict[str, object] = {}  # the card of the weights a warm restart starts from
     if init is not None:
-        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in load_file(str(init)).items()})
+        model.load_state_dict(load_safetensors(Path(init)))  # fp16 snapshots are copied into fp32
         parent_card = Path(init).with_name("card.json")
-        parent = json.loads(parent_card.read_text()) if parent_card.exists() else {}
+        earlier = json.loads(parent_card.read_text()) if parent_card.exists() else {}
     if recipe.whiten_stem:
         stem = model.stem
         sample = normalize(xtr[torch.randperm(len(xtr), generator=torch.Generator().manual_seed(seed))[:2000]],
@@ -303,16 +304,16 @@ def train(model_name: str, data: str, out_dir: Path, run_dir: Path, *, seed: int
             "note": "Images went through JPEG, so accuracy is a little below published figures for the same recipe.",
         },
         "recipe": {**asdict(recipe), "seed": seed, "optimizer": "SGD", "loss": "cross-entropy"},
-        "epochs": recipe.total_epochs + int(parent.get("epochs", 0) if parent else 0),
-        "wall_time_s": round(wall + float(parent.get("wall_time_s", 0.0) if parent else 0.0), 1),
+        "epochs": recipe.total_epochs + int(earlier.get("epochs", 0)),  # type: ignore[call-overload]
+        "wall_time_s": round(wall + float(earlier.get("wall_time_s", 0.0)), 1),  # type: ignore[arg-type]
         "hardware": f"{platform.machine()} CPU, {torch.get_num_threads()} threads, torch {torch.__version__}",
         "test_accuracy": round(acc, 4),
         "per_class_accuracy": {c: round(a, 4) for c, a in zip(train_ds.classes, per_class)},
         "evaluation": "fp32, test split, decoded with Pillow, no test-time augmentation",
     }
-    if parent is not None:
-        card["warm_start"] = {"from": str(init), "epochs": parent.get("epochs"), "wall_time_s": parent.get("wall_time_s"),
-                              "test_accuracy": parent.get("test_accuracy"), "recipe": parent.get("recipe"),
+    if init is not None:
+        card["warm_start"] = {"from": str(init), "epochs": earlier.get("epochs"), "wall_time_s": earlier.get("wall_time_s"),
+                              "test_accuracy": earlier.get("test_accuracy"), "recipe": earlier.get("recipe"),
                               "this_run": {"epochs": recipe.total_epochs, "wall_time_s": round(wall, 1)}}
     if note:
         card["note"] = note
