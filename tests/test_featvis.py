@@ -34,6 +34,33 @@ def test_objective_rises_for_every_kind_and_no_hook_survives(zoo: Zoo):
     assert not lm.module.training
 
 
+def test_transforms_jitter_is_a_roll_of_the_padded_image_and_the_colour_map_is_lucids():
+    """The one-grid_sample transform equals the plain recipe (pad, roll, affine resample) whenever
+    the samples stay on the padded canvas; the parameterisation's colour step is the matrix product."""
+    import math
+
+    import torch.nn.functional as F
+
+    s = fv.default_settings(224)
+    img = torch.rand(1, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    t = fv._Transforms(s, 1, 224, 224, torch.Generator())
+    for dy, dx, si, ai in [(1, -1, 5, 10), (-8, 5, 6, 12), (3, 8, 4, 7)]:
+        x = F.pad(img, (s.pad,) * 4, value=0.5)
+        scale, angle = s.scales[si], math.radians(s.angles[ai])
+        theta = torch.tensor([[[math.cos(angle) / scale, -math.sin(angle) / scale, 0.0],
+                               [math.sin(angle) / scale, math.cos(angle) / scale, 0.0]]])
+        grid = F.affine_grid(theta, [1, 3, 224, 224], align_corners=False) * (224 / x.shape[-1])
+        want = F.grid_sample(torch.roll(x, (dy, dx), (2, 3)), grid, padding_mode="reflection", align_corners=False)
+        shifted = t._grid(si, ai) - torch.tensor([2.0 * dx / t.padded, 2.0 * dy / t.padded])
+        got = F.grid_sample(x, shifted, padding_mode="reflection", align_corners=False)
+        assert torch.allclose(got, want, atol=1e-4)
+    param = fv.FourierImage(1, 32, 1.0, torch.Generator().manual_seed(3))
+    spec = torch.view_as_complex(param.spectrum.detach()) * param.scale
+    raw = torch.fft.irfft2(spec, s=(32, 32), norm="ortho") / 4.0
+    want = torch.sigmoid(torch.einsum("nchw,dc->ndhw", raw, fv._COLOR_SQRT))
+    assert torch.allclose(param().detach(), want, atol=1e-6)
+
+
 def test_same_seed_same_image_other_seed_other_image(zoo: Zoo):
     lm = zoo.get("lenet")
     obj = fv.Objective("channel", "conv2", 1)

@@ -31,6 +31,7 @@ OBJECTIVES = ("channel", "neuron", "unit", "class", "layer")
 # Square root of the colour correlation of natural images (ImageNet statistics, as used by Lucid).
 _COLOR_SQRT = torch.tensor([[0.26, 0.09, 0.02], [0.27, 0.00, -0.05], [0.27, -0.09, 0.03]])
 _COLOR_SQRT = _COLOR_SQRT / _COLOR_SQRT.norm(dim=0).max()
+_COLOR_CONV = (_COLOR_SQRT / 4.0)[:, :, None, None]  # out (d) x in (c) x 1 x 1
 
 
 @dataclass(frozen=True)
@@ -108,26 +109,49 @@ class FourierImage(nn.Module):
 
     def forward(self) -> torch.Tensor:
         spec = torch.view_as_complex(self.spectrum) * self.scale
-        img = torch.fft.irfft2(spec, s=(self.size, self.size), norm="ortho") / 4.0
-        img = torch.einsum("nchw,dc->ndhw", img, _COLOR_SQRT)
-        return torch.sigmoid(img)
+        img = torch.fft.irfft2(spec, s=(self.size, self.size), norm="ortho")
+        # decorrelated colour -> RGB as one 1x1 convolution (the 1/4 of the spectrum folded in)
+        return torch.sigmoid(F.conv2d(img, _COLOR_CONV))
 
 
-def _transform(img: torch.Tensor, s: Settings, gen: torch.Generator, out: int) -> torch.Tensor:
-    """Pad, jitter, random scale and rotation, then back to the network's input size."""
-    n = img.shape[0]
-    x = F.pad(img, (s.pad,) * 4, mode="constant", value=0.5) if s.pad else img
-    if s.jitter:
-        dy, dx = (int(v) for v in torch.randint(-s.jitter, s.jitter + 1, (2,), generator=gen))
-        x = torch.roll(x, shifts=(dy, dx), dims=(2, 3))
-    scale = s.scales[int(torch.randint(len(s.scales), (1,), generator=gen))]
-    angle = math.radians(s.angles[int(torch.randint(len(s.angles), (1,), generator=gen))])
-    cos, sin = math.cos(angle) / scale, math.sin(angle) / scale
-    theta = torch.tensor([[cos, -sin, 0.0], [sin, cos, 0.0]], dtype=x.dtype).expand(n, 2, 3)
-    grid = F.affine_grid(theta, [n, 3, out, out], align_corners=False)
-    # sample the padded image so that the output covers the un-padded area at scale 1
-    grid = grid * (img.shape[-1] / x.shape[-1])
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+class _Transforms:
+    """Robustness transforms, one random draw per step: pad (grey), jitter, random scale and
+    rotation, then resampling to the network's input size.
+
+    Jitter, scale and rotation are one affine map, so a step costs one pad and one ``grid_sample``;
+    the sampling grids are computed once per (scale, angle). Jitter is a shift of the grid, the
+    same as rolling the padded image while the samples stay on it; beyond its edge they reflect
+    (grey padding) where a roll would wrap the far side of the picture in.
+    """
+
+    def __init__(self, s: Settings, n: int, size: int, out: int, gen: torch.Generator) -> None:
+        self.s, self.n, self.out = s, n, out
+        self.padded = size + 2 * s.pad
+        self.ratio = size / self.padded  # the output covers the un-padded area at scale 1
+        self.gen = gen
+        self._grids: dict[tuple[int, int], torch.Tensor] = {}
+
+    def _grid(self, si: int, ai: int) -> torch.Tensor:
+        g = self._grids.get((si, ai))
+        if g is None:
+            scale, angle = self.s.scales[si], math.radians(self.s.angles[ai])
+            cos, sin = math.cos(angle) / scale, math.sin(angle) / scale
+            theta = torch.tensor([[cos, -sin, 0.0], [sin, cos, 0.0]]).expand(self.n, 2, 3)
+            g = F.affine_grid(theta, [self.n, 3, self.out, self.out], align_corners=False) * self.ratio
+            self._grids[(si, ai)] = g
+        return g
+
+    def __call__(self, img: torch.Tensor) -> torch.Tensor:
+        s = self.s
+        x = F.pad(img, (s.pad,) * 4, mode="constant", value=0.5) if s.pad else img
+        r = torch.randint(0, 1 << 30, (3,), generator=self.gen).tolist()
+        grid = self._grid(r[0] % len(s.scales), r[1] % len(s.angles))
+        if s.jitter:
+            span = 2 * s.jitter + 1
+            dy, dx = r[2] % span - s.jitter, (r[2] // span) % span - s.jitter
+            # content moves by (dy, dx) pixels: sample (dy, dx) pixels back, in [-1, 1] units
+            grid = grid - torch.tensor([2.0 * dx / self.padded, 2.0 * dy / self.padded])
+        return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
 
 
 def objective_value(obj: Objective, act: torch.Tensor) -> torch.Tensor:
@@ -180,9 +204,12 @@ def render(model: nn.Module, mean: tuple[float, ...], std: tuple[float, ...], ob
         raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}")
     gen = torch.Generator().manual_seed(settings.seed)
     param = FourierImage(settings.images, settings.size, settings.decay, gen)
-    opt = torch.optim.Adam(param.parameters(), lr=settings.lr)
-    m = torch.tensor(mean).view(1, 3, 1, 1)
-    sd = torch.tensor(std).view(1, 3, 1, 1)
+    # the fused kernel: one call per step instead of a dozen small tensor operations
+    opt = torch.optim.Adam(param.parameters(), lr=settings.lr, fused=True)
+    transform = _Transforms(settings, settings.images, settings.size, input_size, gen)
+    # (x - mean) / std as one multiply-add
+    inv_sd = 1.0 / torch.tensor(std).view(1, 3, 1, 1)
+    shift = -torch.tensor(mean).view(1, 3, 1, 1) * inv_sd
     layer = objective.layer
     result = Result(images=torch.empty(0))
     was_training = model.training
@@ -202,13 +229,12 @@ def render(model: nn.Module, mean: tuple[float, ...], std: tuple[float, ...], ob
                     result.cancelled = True
                     break
                 img = param()
-                x = (_transform(img, settings, gen, input_size) - m) / sd
+                x = torch.addcmul(shift, transform(img), inv_sd)
                 act = run(x)
                 value = objective_value(objective, act)
                 loss = -value.mean()
                 if settings.diversity and settings.images > 1:
                     loss = loss + settings.diversity * _diversity(act)
-                opt.zero_grad(set_to_none=True)
                 grads = torch.autograd.grad(loss, params)
                 for p, g in zip(params, grads):
                     p.grad = g
