@@ -61,6 +61,19 @@ def test_transforms_jitter_is_a_roll_of_the_padded_image_and_the_colour_map_is_l
     assert torch.allclose(param().detach(), want, atol=1e-6)
 
 
+def test_the_ascents_adam_follows_torch_optim_adam():
+    gen = torch.Generator().manual_seed(5)
+    a = torch.randn(3, 7, 4, generator=gen).requires_grad_()
+    b = a.detach().clone().requires_grad_()
+    ours, ref = fv._Adam([a], lr=0.05), torch.optim.Adam([b], lr=0.05)
+    for _ in range(30):
+        g = torch.randn(a.shape, generator=gen)
+        ours.step((g,))
+        b.grad = g.clone()
+        ref.step()
+    torch.testing.assert_close(a.detach(), b.detach(), rtol=1e-5, atol=1e-6)
+
+
 def test_same_seed_same_image_other_seed_other_image(zoo: Zoo):
     lm = zoo.get("lenet")
     obj = fv.Objective("channel", "conv2", 1)
