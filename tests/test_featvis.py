@@ -54,11 +54,15 @@ def test_transforms_jitter_is_a_roll_of_the_padded_image_and_the_colour_map_is_l
         shifted = t._grid(si, ai) - torch.tensor([2.0 * dx / t.padded, 2.0 * dy / t.padded])
         got = F.grid_sample(x, shifted, padding_mode="reflection", align_corners=False)
         assert torch.allclose(got, want, atol=1e-4)
-    param = fv.FourierImage(1, 32, 1.0, torch.Generator().manual_seed(3))
-    spec = torch.view_as_complex(param.spectrum.detach()) * param.scale
-    raw = torch.fft.irfft2(spec, s=(32, 32), norm="ortho") / 4.0
-    want = torch.sigmoid(torch.einsum("nchw,dc->ndhw", raw, fv._COLOR_SQRT))
-    assert torch.allclose(param().detach(), want, atol=1e-6)
+    for size in (32, 31, 96):  # matrix products up to 64 px (even and odd sizes), FFT beyond
+        param = fv.FourierImage(2, size, 1.0, torch.Generator().manual_seed(3))
+        with torch.no_grad():
+            param.spectrum.normal_(generator=torch.Generator().manual_seed(4))
+        spec = torch.view_as_complex(param.spectrum.detach()) * param.scale
+        raw = torch.fft.irfft2(spec, s=(size, size), norm="ortho") / 4.0
+        want = torch.sigmoid(torch.einsum("nchw,dc->ndhw", raw, fv._COLOR_SQRT))
+        assert (param.matrices is not None) == (size <= 64)
+        assert torch.allclose(param().detach(), want, atol=1e-5), size
 
 
 def test_the_ascents_adam_follows_torch_optim_adam():
