@@ -51,8 +51,7 @@ def test_transforms_jitter_is_a_roll_of_the_padded_image_and_the_colour_map_is_l
                                [math.sin(angle) / scale, math.cos(angle) / scale, 0.0]]])
         grid = F.affine_grid(theta, [1, 3, 224, 224], align_corners=False) * (224 / x.shape[-1])
         want = F.grid_sample(torch.roll(x, (dy, dx), (2, 3)), grid, padding_mode="reflection", align_corners=False)
-        shifted = t._grid(si, ai) - torch.tensor([2.0 * dx / t.padded, 2.0 * dy / t.padded])
-        got = F.grid_sample(x, shifted, padding_mode="reflection", align_corners=False)
+        got = F.grid_sample(x, t._grid(si, ai, dy, dx), padding_mode="reflection", align_corners=False)
         assert torch.allclose(got, want, atol=1e-4)
     for size in (32, 31, 96):  # matrix products up to 64 px (even and odd sizes), FFT beyond
         param = fv.FourierImage(2, size, 1.0, torch.Generator().manual_seed(3))
@@ -63,6 +62,8 @@ def test_transforms_jitter_is_a_roll_of_the_padded_image_and_the_colour_map_is_l
         want = torch.sigmoid(torch.einsum("nchw,dc->ndhw", raw, fv._COLOR_SQRT))
         assert (param.matrices is not None) == (size <= 64)
         assert torch.allclose(param().detach(), want, atol=1e-5), size
+        padded = F.pad(want, (3, 3, 3, 3), value=0.5)  # the grey border comes out of the matrices
+        assert torch.allclose(param(3).detach(), padded, atol=1e-5), size
 
 
 def test_the_ascents_adam_follows_torch_optim_adam():

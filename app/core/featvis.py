@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import math
+import random
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
@@ -139,24 +140,42 @@ class FourierImage(nn.Module):
         self.spectrum = nn.Parameter(torch.randn(n, 3, size, size // 2 + 1, 2, generator=gen) * 0.01)
         self.size = size
         self.matrices: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._padded: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         if size <= self.MATRIX_MAX:
             rows, cols = _inverse_dft_matrices(size)
             # the colour step folded into the y-transform: one (3H x 3*2H) matrix for all channels
             self.matrices = torch.kron(_COLOR_CONV[:, :, 0, 0], rows), cols
             self.scale_il = self.scale.repeat_interleave(2, dim=1)  # per interleaved (re, im) column
 
-    def forward(self) -> torch.Tensor:
+    def _matrices(self, pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The matrices with ``pad`` zero rows / columns around each channel's output: after the
+        sigmoid those are exactly the grey (0.5) border that padding would add."""
+        assert self.matrices is not None
+        if not pad:
+            return self.matrices
+        if pad not in self._padded:
+            rows, cols = _inverse_dft_matrices(self.size)
+            s, k = self.size, self.size // 2 + 1
+            rows_p = torch.zeros(s + 2 * pad, 2 * s)
+            rows_p[pad:pad + s] = rows
+            cols_p = torch.zeros(2 * k, 2, s + 2 * pad)
+            cols_p[:, :, pad:pad + s] = cols.view(2 * k, 2, s)
+            self._padded[pad] = torch.kron(_COLOR_CONV[:, :, 0, 0], rows_p), cols_p.view(2 * k, -1)
+        return self._padded[pad]
+
+    def forward(self, pad: int = 0) -> torch.Tensor:
+        """The images in [0, 1] (N, 3, H, W), with a grey border of ``pad`` pixels if asked."""
         if self.matrices is None:
             spec = torch.view_as_complex(self.spectrum) * self.scale
             img = torch.fft.irfft2(spec, s=(self.size, self.size), norm="ortho")
-        else:
-            rows, cols = self.matrices
-            n, s = self.spectrum.shape[0], self.size
-            x = self.spectrum.reshape(n, 3, s, -1) * self.scale_il  # (n, 3, H, 2K), re/im interleaved
-            z = (x @ cols).view(n, 3, s, 2, s).transpose(2, 3).reshape(n, 6 * s, s)
-            return torch.sigmoid((rows @ z).view(n, 3, s, s))  # colour decorrelated by ``rows``
-        # decorrelated colour -> RGB as one 1x1 convolution (the 1/4 of the spectrum folded in)
-        return torch.sigmoid(F.conv2d(img, _COLOR_CONV))
+            # decorrelated colour -> RGB as one 1x1 convolution (the 1/4 of the spectrum folded in)
+            out = torch.sigmoid(F.conv2d(img, _COLOR_CONV))
+            return F.pad(out, (pad,) * 4, mode="constant", value=0.5) if pad else out
+        rows, cols = self._matrices(pad)
+        n, s, w = self.spectrum.shape[0], self.size, self.size + 2 * pad
+        x = self.spectrum.reshape(n, 3, s, -1) * self.scale_il  # (n, 3, H, 2K), re/im interleaved
+        z = (x @ cols).view(n, 3, s, 2, w).transpose(2, 3).reshape(n, 6 * s, w)
+        return torch.sigmoid((rows @ z).view(n, 3, w, w))  # colour decorrelated by ``rows``
 
 
 class _Transforms:
@@ -173,29 +192,36 @@ class _Transforms:
         self.s, self.n, self.out = s, n, out
         self.padded = size + 2 * s.pad
         self.ratio = size / self.padded  # the output covers the un-padded area at scale 1
-        self.gen = gen
-        self._grids: dict[tuple[int, int], torch.Tensor] = {}
+        # the per-step draws come from a Python generator seeded from the run's: no tensor per draw
+        self.rng = random.Random(int(torch.randint(0, 2**62, (1,), generator=gen)))
+        self._grids: dict[tuple[int, int, int, int], torch.Tensor] = {}
+        self._cache_shifted = out <= 64  # small grids: keep one per jitter offset too
 
-    def _grid(self, si: int, ai: int) -> torch.Tensor:
-        g = self._grids.get((si, ai))
-        if g is None:
+    def _grid(self, si: int, ai: int, dy: int = 0, dx: int = 0) -> torch.Tensor:
+        g = self._grids.get((si, ai, dy, dx))
+        if g is not None:
+            return g
+        base = self._grids.get((si, ai, 0, 0))
+        if base is None:
             scale, angle = self.s.scales[si], math.radians(self.s.angles[ai])
             cos, sin = math.cos(angle) / scale, math.sin(angle) / scale
             theta = torch.tensor([[cos, -sin, 0.0], [sin, cos, 0.0]]).expand(self.n, 2, 3)
-            g = F.affine_grid(theta, [self.n, 3, self.out, self.out], align_corners=False) * self.ratio
-            self._grids[(si, ai)] = g
+            base = F.affine_grid(theta, [self.n, 3, self.out, self.out], align_corners=False) * self.ratio
+            self._grids[(si, ai, 0, 0)] = base
+        if not (dy or dx):
+            return base
+        # content moves by (dy, dx) pixels: sample (dy, dx) pixels back, in [-1, 1] units
+        g = base - torch.tensor([2.0 * dx / self.padded, 2.0 * dy / self.padded])
+        if self._cache_shifted:
+            self._grids[(si, ai, dy, dx)] = g
         return g
 
-    def __call__(self, img: torch.Tensor) -> torch.Tensor:
-        s = self.s
-        x = F.pad(img, (s.pad,) * 4, mode="constant", value=0.5) if s.pad else img
-        r = torch.randint(0, 1 << 30, (3,), generator=self.gen).tolist()
-        grid = self._grid(r[0] % len(s.scales), r[1] % len(s.angles))
-        if s.jitter:
-            span = 2 * s.jitter + 1
-            dy, dx = r[2] % span - s.jitter, (r[2] // span) % span - s.jitter
-            # content moves by (dy, dx) pixels: sample (dy, dx) pixels back, in [-1, 1] units
-            grid = grid - torch.tensor([2.0 * dx / self.padded, 2.0 * dy / self.padded])
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """``x``: the images with their grey border of ``pad`` pixels already on (FourierImage(pad))."""
+        s, rng = self.s, self.rng
+        si, ai = rng.randrange(len(s.scales)), rng.randrange(len(s.angles))
+        dy, dx = (rng.randint(-s.jitter, s.jitter), rng.randint(-s.jitter, s.jitter)) if s.jitter else (0, 0)
+        grid = self._grid(si, ai, dy, dx)
         return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
 
 
@@ -295,8 +321,7 @@ def render(model: nn.Module, mean: tuple[float, ...], std: tuple[float, ...], ob
                 if should_stop is not None and should_stop():
                     result.cancelled = True
                     break
-                img = param()
-                x = torch.addcmul(shift, transform(img), inv_sd)
+                x = torch.addcmul(shift, transform(param(settings.pad)), inv_sd)
                 act = run(x)
                 value = objective_value(objective, act)
                 mean = value.mean()
