@@ -179,11 +179,11 @@ class FourierImage(nn.Module):
 
 
 class _Transforms:
-    """Robustness transforms, one random draw per step: pad (grey), jitter, random scale and
-    rotation, then resampling to the network's input size.
+    """Robustness transforms, one random draw per step: jitter, random scale and rotation of the
+    grey-padded image (:class:`FourierImage` adds the border), resampled to the network's input size.
 
-    Jitter, scale and rotation are one affine map, so a step costs one pad and one ``grid_sample``;
-    the sampling grids are computed once per (scale, angle). Jitter is a shift of the grid, the
+    Jitter, scale and rotation are one affine map, so a step costs one ``grid_sample``; the
+    sampling grids are computed once per (scale, angle). Jitter is a shift of the grid, the
     same as rolling the padded image while the samples stay on it; beyond its edge they reflect
     (grey padding) where a roll would wrap the far side of the picture in.
     """
@@ -280,8 +280,8 @@ class _Adam:
 
 def working_copy(model: nn.Module) -> nn.Module:
     """A private copy of a served model to optimise images against: channels-last, so that the
-    batch-1 convolutions of the ascent run on oneDNN rather than PyTorch's slow im2col path
-    (about 1.3x more steps per second on cifarnet)."""
+    larger batch-1 convolutions of the ascent (cifarnet: the stem and block1.conv1, the costliest)
+    run on oneDNN rather than PyTorch's im2col path (about 1.4x more steps per second on cifarnet)."""
     return copy.deepcopy(model).to(memory_format=torch.channels_last).eval()
 
 
@@ -324,12 +324,12 @@ def render(model: nn.Module, mean: tuple[float, ...], std: tuple[float, ...], ob
                 x = torch.addcmul(shift, transform(param(settings.pad)), inv_sd)
                 act = run(x)
                 value = objective_value(objective, act)
-                mean = value.mean()
-                loss = -mean
+                value_mean = value.mean()
+                loss = -value_mean
                 if settings.diversity and settings.images > 1:
                     loss = loss + settings.diversity * _diversity(act)
                 opt.step(torch.autograd.grad(loss, params))
-                result.history.append(float(mean.detach()))
+                result.history.append(float(value_mean.detach()))
                 result.steps_done = step + 1
                 if progress is not None and (step + 1) % every == 0:
                     progress(step + 1, result.history[-1], param().detach())
