@@ -139,22 +139,18 @@ class FourierImage(nn.Module):
         self.register_buffer("scale", 1.0 / torch.maximum(freq, torch.tensor(1.0 / size)) ** decay)
         self.spectrum = nn.Parameter(torch.randn(n, 3, size, size // 2 + 1, 2, generator=gen) * 0.01)
         self.size = size
-        self.matrices: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._dft = _inverse_dft_matrices(size) if size <= self.MATRIX_MAX else None
         self._padded: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
-        if size <= self.MATRIX_MAX:
-            rows, cols = _inverse_dft_matrices(size)
-            # the colour step folded into the y-transform: one (3H x 3*2H) matrix for all channels
-            self.matrices = torch.kron(_COLOR_CONV[:, :, 0, 0], rows), cols
+        if self._dft is not None:
             self.scale_il = self.scale.repeat_interleave(2, dim=1)  # per interleaved (re, im) column
 
     def _matrices(self, pad: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """The matrices with ``pad`` zero rows / columns around each channel's output: after the
-        sigmoid those are exactly the grey (0.5) border that padding would add."""
-        assert self.matrices is not None
-        if not pad:
-            return self.matrices
+        """(rows, cols) for images with ``pad`` zero rows / columns around each channel's output
+        (after the sigmoid, exactly the grey border that padding would add), the colour step folded
+        into the y-transform: one (3H' x 3*2H) matrix for all channels."""
         if pad not in self._padded:
-            rows, cols = _inverse_dft_matrices(self.size)
+            assert self._dft is not None
+            rows, cols = self._dft
             s, k = self.size, self.size // 2 + 1
             rows_p = torch.zeros(s + 2 * pad, 2 * s)
             rows_p[pad:pad + s] = rows
@@ -165,7 +161,7 @@ class FourierImage(nn.Module):
 
     def forward(self, pad: int = 0) -> torch.Tensor:
         """The images in [0, 1] (N, 3, H, W), with a grey border of ``pad`` pixels if asked."""
-        if self.matrices is None:
+        if self._dft is None:
             spec = torch.view_as_complex(self.spectrum) * self.scale
             img = torch.fft.irfft2(spec, s=(self.size, self.size), norm="ortho")
             # decorrelated colour -> RGB as one 1x1 convolution (the 1/4 of the spectrum folded in)
