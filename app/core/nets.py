@@ -66,10 +66,10 @@ class CifarNet(nn.Module):
 
     stem conv 5x5 (3->32, no padding) 32x32 -> 28x28, then three blocks (64, 256, 256 channels)
     that each halve the resolution (28 -> 14 -> 7 -> 3), global max-pool and a linear classifier.
-    About 2.0 M parameters and ~118 M multiply-adds per image (the 128-channel middle block of an
-    earlier design, 1.2 M parameters, levelled off near 89 % test accuracy). The blocks pool right after their
-    first convolution (cheap), but the first block still sees the full-resolution stem output:
-    pooling straight after the stem (an earlier design) capped accuracy near 88 %.
+    About 2.0 M parameters and ~116 M multiply-adds per image (a 128-channel middle block, 1.2 M
+    parameters, levelled off near 89 % test accuracy). The blocks pool right after their first
+    convolution (cheap), but the first block still sees the full-resolution stem output: pooling
+    straight after the stem (an earlier design) capped accuracy near 88 %.
     """
 
     def __init__(self, num_classes: int = 10, widths: tuple[int, int, int, int] = (32, 64, 256, 256)) -> None:
