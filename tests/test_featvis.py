@@ -60,7 +60,7 @@ def test_transforms_jitter_is_a_roll_of_the_padded_image_and_the_colour_map_is_l
         spec = torch.view_as_complex(param.spectrum.detach()) * param.scale
         raw = torch.fft.irfft2(spec, s=(size, size), norm="ortho") / 4.0
         want = torch.sigmoid(torch.einsum("nchw,dc->ndhw", raw, fv._COLOR_SQRT))
-        assert (param._dft is not None) == (size <= 64)
+        assert param.use_matrices == (size <= 64)
         assert torch.allclose(param().detach(), want, atol=1e-5), size
         padded = F.pad(want, (3, 3, 3, 3), value=0.5)  # the grey border comes out of the matrices
         assert torch.allclose(param(3).detach(), padded, atol=1e-5), size

@@ -15,6 +15,7 @@ Everything is seeded; a run is deterministic for a given seed and settings.
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import random
 from collections.abc import Callable
@@ -122,6 +123,26 @@ def _inverse_dft_matrices(size: int) -> tuple[torch.Tensor, torch.Tensor]:
     return rows.float(), cols.float()
 
 
+@functools.lru_cache(maxsize=16)
+def _image_matrices(size: int, pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(rows, cols) of :class:`FourierImage`'s matrix path, for ``pad`` zero rows / columns around
+    each channel's output (after the sigmoid, exactly the grey border that padding would add), the
+    colour step folded into the y-transform: one (3H' x 3*2H) matrix for all channels. Shared,
+    read-only constants, made outside inference mode so that autograd may save them whoever asks first."""
+    with torch.inference_mode(False):
+        return _build_image_matrices(size, pad)
+
+
+def _build_image_matrices(size: int, pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    rows, cols = _inverse_dft_matrices(size)
+    k = size // 2 + 1
+    rows_p = torch.zeros(size + 2 * pad, 2 * size)
+    rows_p[pad:pad + size] = rows
+    cols_p = torch.zeros(2 * k, 2, size + 2 * pad)
+    cols_p[:, :, pad:pad + size] = cols.view(2 * k, 2, size)
+    return torch.kron(_COLOR_CONV[:, :, 0, 0], rows_p), cols_p.view(2 * k, -1)
+
+
 class FourierImage(nn.Module):
     """Images parameterised by a 1/f-scaled spectrum with decorrelated colour.
 
@@ -139,35 +160,19 @@ class FourierImage(nn.Module):
         self.register_buffer("scale", 1.0 / torch.maximum(freq, torch.tensor(1.0 / size)) ** decay)
         self.spectrum = nn.Parameter(torch.randn(n, 3, size, size // 2 + 1, 2, generator=gen) * 0.01)
         self.size = size
-        self._dft = _inverse_dft_matrices(size) if size <= self.MATRIX_MAX else None
-        self._padded: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
-        if self._dft is not None:
+        self.use_matrices = size <= self.MATRIX_MAX
+        if self.use_matrices:
             self.scale_il = self.scale.repeat_interleave(2, dim=1)  # per interleaved (re, im) column
-
-    def _matrices(self, pad: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(rows, cols) for images with ``pad`` zero rows / columns around each channel's output
-        (after the sigmoid, exactly the grey border that padding would add), the colour step folded
-        into the y-transform: one (3H' x 3*2H) matrix for all channels."""
-        if pad not in self._padded:
-            assert self._dft is not None
-            rows, cols = self._dft
-            s, k = self.size, self.size // 2 + 1
-            rows_p = torch.zeros(s + 2 * pad, 2 * s)
-            rows_p[pad:pad + s] = rows
-            cols_p = torch.zeros(2 * k, 2, s + 2 * pad)
-            cols_p[:, :, pad:pad + s] = cols.view(2 * k, 2, s)
-            self._padded[pad] = torch.kron(_COLOR_CONV[:, :, 0, 0], rows_p), cols_p.view(2 * k, -1)
-        return self._padded[pad]
 
     def forward(self, pad: int = 0) -> torch.Tensor:
         """The images in [0, 1] (N, 3, H, W), with a grey border of ``pad`` pixels if asked."""
-        if self._dft is None:
+        if not self.use_matrices:
             spec = torch.view_as_complex(self.spectrum) * self.scale
             img = torch.fft.irfft2(spec, s=(self.size, self.size), norm="ortho")
             # decorrelated colour -> RGB as one 1x1 convolution (the 1/4 of the spectrum folded in)
             out = torch.sigmoid(F.conv2d(img, _COLOR_CONV))
             return F.pad(out, (pad,) * 4, mode="constant", value=0.5) if pad else out
-        rows, cols = self._matrices(pad)
+        rows, cols = _image_matrices(self.size, pad)
         n, s, w = self.spectrum.shape[0], self.size, self.size + 2 * pad
         x = self.spectrum.reshape(n, 3, s, -1) * self.scale_il  # (n, 3, H, 2K), re/im interleaved
         z = (x @ cols).view(n, 3, s, 2, w).transpose(2, 3).reshape(n, 6 * s, w)
