@@ -2,8 +2,10 @@
 
 Continuous batching, as in the dynamic batchers of serving systems with a zero queue delay: a
 request that finds a free inference slot runs at once (no waiting for companions, so a lone
-request pays no batching latency); while every slot is busy, requests queue up, and the next
-free slot takes all that are waiting (up to ``max_batch``) as one batch. The slots are the
+request pays no batching latency); while a batch is computing, requests queue up, and when it is
+done the next batch takes all that are waiting (up to ``max_batch``). One batch per key is in
+flight at a time: the passes of one model run one after another anyway (its lock), and a second
+batch started early would only be a smaller one. The slots are the
 :class:`~app.gate.Gate`'s, so the concurrency limit still holds. A request that has not started
 within the gate's wait gets :class:`~app.gate.Overloaded` (503 + Retry-After), and a full queue
 answers so at once instead of growing.
@@ -38,15 +40,19 @@ class MicroBatcher:
         self._queues: dict[str, asyncio.Queue[_Item]] = {}
         self._workers: dict[str, asyncio.Task[None]] = {}
         self._fns: dict[str, Callable[[torch.Tensor], list[object]]] = {}
+        self._limits: dict[str, int] = {}
         self._inflight: set[asyncio.Task[None]] = set()
         self.batches = 0
         self.items = 0
 
-    async def run(self, key: str, fn: Callable[[torch.Tensor], list[object]], x: torch.Tensor) -> object:
+    async def run(self, key: str, fn: Callable[[torch.Tensor], list[object]], x: torch.Tensor,
+                  max_batch: int | None = None) -> object:
+        """``fn(batch)[i]`` for this ``x``; ``max_batch`` (fixed at a key's first call) caps that key's batches."""
         q = self._queues.get(key)
         if q is None:
             q = self._queues[key] = asyncio.Queue()
             self._fns[key] = fn
+            self._limits[key] = max(1, min(max_batch or self.max_batch, self.max_batch))
             self._workers[key] = asyncio.create_task(self._worker(key, q))
         if q.qsize() >= self.max_queue:
             self.gate.rejected += 1
@@ -63,11 +69,14 @@ class MicroBatcher:
             raise Overloaded(retry_after=max(1, round(self.gate.wait_s / 2))) from None
 
     async def _worker(self, key: str, q: asyncio.Queue[_Item]) -> None:
+        previous: asyncio.Task[None] | None = None
         while True:
             batch = [await q.get()]
+            if previous is not None and not previous.done():
+                await asyncio.wait([previous])  # the queue grows meanwhile: a fuller next batch
             await self.gate.acquire()
             await asyncio.sleep(0)  # let requests that arrived in the same instant join
-            while len(batch) < self.max_batch and not q.empty():
+            while len(batch) < self._limits[key] and not q.empty():
                 batch.append(q.get_nowait())
             live = [b for b in batch if not b.fut.done()]
             if not live:
@@ -75,7 +84,7 @@ class MicroBatcher:
                 continue
             for b in live:
                 b.started = True
-            task = asyncio.create_task(self._process(self._fns[key], live))
+            task = previous = asyncio.create_task(self._process(self._fns[key], live))
             self._inflight.add(task)
             task.add_done_callback(self._inflight.discard)
 

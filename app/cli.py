@@ -37,7 +37,8 @@ def _cmd_serve(a: argparse.Namespace) -> int:
 
     settings = Settings()
     app = create_app(settings)
-    uvicorn.run(app, host=a.host, port=a.port, log_level="info", timeout_graceful_shutdown=20)
+    uvicorn.run(app, host=a.host, port=a.port, log_level="info", access_log=settings.access_log,
+                timeout_graceful_shutdown=20)
     return 0
 
 

@@ -71,7 +71,7 @@ def shared_grids(x: torch.Tensor, y: torch.Tensor) -> tuple[bytes, bytes, bytes]
     scale = imaging.tile_scale(a.shape[1], a.shape[2], 48)
     out = []
     for m in ((a - lo) / span, (b - lo) / span, d / dmax):
-        out.append(imaging.png_bytes(imaging.mosaic(imaging.colorize(m.numpy()), scale=scale)))
+        out.append(imaging.png_bytes(imaging.mosaic(imaging.viridis_indices(m.numpy()), scale=scale)))
     return out[0], out[1], out[2]
 
 

@@ -39,6 +39,12 @@ class Settings(BaseSettings):
                                        description="model forward passes running at once")
     inference_wait_s: float = Field(10.0, description="how long a request waits for a slot before 503")
     torch_threads: int = Field(max(1, os.cpu_count() or 1), description="intra-op threads for torch")
+    access_log: bool = Field(False, description="log one line per request (uvicorn's access log); off by default: "
+                             "under load, formatting and writing it took ~6 % of the event loop's time")
+    analysis_batch_mb: int = Field(32, ge=1, description="memory one batched full analysis may take: photos "
+                                   "analysed together, as many as fit (1 to 16)")
+    input_cache_mb: int = Field(16, ge=0, description="memory for preprocessed network inputs of recent photos "
+                                "(12 KB each for a 32x32 model), so that their next forward pass decodes nothing")
     analysis_cache_mb: int = Field(64, ge=0, description="memory for recent analyses (every layer's activations "
                                    "of one photo); the newest one is always kept, PNGs are cached on disk")
     worker_threads: int = Field(8, ge=1, le=64, description="threads for blocking work (decoding, encoding, "

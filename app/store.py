@@ -48,6 +48,10 @@ class StoreError(RuntimeError):
     """The store cannot be opened or is damaged."""
 
 
+class ImageGone(LookupError):
+    """An upload that was deleted after its record was read."""
+
+
 @dataclass(frozen=True)
 class ImageRecord:
     """One stored upload."""
@@ -68,14 +72,19 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see either the old file or the whole new one."""
+def atomic_write(path: Path, data: bytes, *, durable: bool = True) -> None:
+    """Write ``data`` to ``path`` so that readers see either the old file or the whole new one.
+
+    ``durable`` flushes the data to disk before the rename (it survives a power cut); without it a
+    crash may leave an empty or short file, which the recorded checksum then rejects.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     with open(tmp, "wb") as f:
         f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
+        if durable:
+            f.flush()
+            os.fsync(f.fileno())
     os.replace(tmp, path)
 
 
@@ -99,6 +108,15 @@ class Store:
             raise StoreError(f"store database under {self.root} cannot be opened ({e}); move it away "
                              "or restore it from a backup") from e
         self._lock = threading.Lock()
+        # Records are immutable once written: recent ones are answered from memory, without the
+        # lock or SQLite (the event loop asks for one on every request about an image). An upload
+        # deleted by another process (`convscope cleanup`) is noticed when its file is read.
+        self._records: dict[str, ImageRecord] = {}
+
+    def _remember(self, rec: ImageRecord) -> None:
+        self._records[rec.id] = rec
+        while len(self._records) > 4096:
+            self._records.pop(next(iter(self._records)), None)
 
     def close(self) -> None:
         with self._lock:
@@ -131,17 +149,27 @@ class Store:
                 "INSERT OR REPLACE INTO images VALUES (?,?,?,?,?,?,?,?,?,?)",
                 (rec.id, rec.sha256, rec.width, rec.height, rec.original_width, rec.original_height, rec.format,
                  rec.filename, rec.blob_sha256, rec.created))
+            self._remember(rec)
         return rec, True
 
     def _row_to_image(self, row: tuple[object, ...] | None) -> ImageRecord | None:
         return ImageRecord(*row) if row else None  # type: ignore[arg-type]
 
     def get_image(self, image_id: str) -> ImageRecord | None:
+        rec = self._records.get(image_id)
+        if rec is not None:
+            return rec
         with self._lock:
             row = self._db.execute("SELECT * FROM images WHERE id=?", (image_id,)).fetchone()
-        return self._row_to_image(row)
+            rec = self._row_to_image(row)
+            if rec is not None:
+                self._remember(rec)
+        return rec
 
     def get_image_by_sha(self, sha: str) -> ImageRecord | None:
+        rec = self._records.get(sha[:16])
+        if rec is not None and rec.sha256 == sha:
+            return rec
         with self._lock:
             row = self._db.execute("SELECT * FROM images WHERE sha256=?", (sha,)).fetchone()
         return self._row_to_image(row)
@@ -158,7 +186,13 @@ class Store:
 
     def image_png(self, rec: ImageRecord) -> bytes:
         """The stored PNG of an upload, checked against its recorded sha256."""
-        data = self._image_path(rec.sha256).read_bytes()
+        try:
+            data = self._image_path(rec.sha256).read_bytes()
+        except FileNotFoundError:
+            self._records.pop(rec.id, None)  # deleted meanwhile (e.g. by `convscope cleanup`)
+            if self.get_image(rec.id) is None:
+                raise ImageGone(rec.id) from None
+            raise
         if _sha(data) != rec.blob_sha256:
             raise StoreError(f"stored image {rec.id} is damaged (checksum mismatch)")
         return data
@@ -172,6 +206,7 @@ class Store:
             paths = [r[0] for r in self._db.execute("SELECT path FROM cache WHERE image_id=?", (image_id,))]
             self._db.execute("DELETE FROM cache WHERE image_id=?", (image_id,))
             self._db.execute("DELETE FROM images WHERE id=?", (image_id,))
+            self._records.pop(image_id, None)
         for p in paths:
             (self.blobs / p).unlink(missing_ok=True)
         self._image_path(rec.sha256).unlink(missing_ok=True)
@@ -194,10 +229,12 @@ class Store:
             return None
         return data
 
-    def cache_put(self, key: str, data: bytes, image_id: str | None = None) -> None:
+    def cache_put(self, key: str, data: bytes, image_id: str | None = None, *, durable: bool = True) -> None:
+        """Keep a computed result. ``durable=False`` for results that are cheap to compute again
+        (no flush to disk: after a crash the checksum drops a damaged entry and it is recomputed)."""
         digest = hashlib.sha256(key.encode()).hexdigest()
         rel = f"cache/{digest[:2]}/{digest}"
-        atomic_write(self.blobs / rel, data)
+        atomic_write(self.blobs / rel, data, durable=durable)
         with self._lock:
             self._db.execute("INSERT OR REPLACE INTO cache VALUES (?,?,?,?,?,?)",
                              (key, rel, _sha(data), len(data), image_id, time.time()))

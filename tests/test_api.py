@@ -123,6 +123,16 @@ def test_health_and_readiness(client: TestClient):
     assert r.status_code == 200 and r.json()["store_writable"] is True
 
 
+def test_stats_count_forward_passes_and_what_memory_keeps(client: TestClient, uploaded: str):
+    before = client.get("/api/stats").json()
+    client.get(f"/api/images/{uploaded}/predictions", params={"model": "cifarnet"})
+    client.get(f"/api/images/{uploaded}/predictions", params={"model": "cifarnet"})  # answered from memory
+    st = client.get("/api/stats").json()
+    assert st["predictions"]["items"] == before["predictions"]["items"] + 1
+    assert st["predictions"]["mean_batch"] >= 1 and st["overload_refusals"] == 0
+    assert st["pictures_kept"] >= 1 and st["probabilities_kept"] >= 1
+
+
 def test_bad_uploads_get_clear_4xx_and_the_server_keeps_serving(client: TestClient):
     cases = [(b"", 400), (b"not an image at all", 415), (make_photo(200, 200)[:900], 400)]
     for data, status in cases:

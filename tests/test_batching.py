@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -53,6 +55,8 @@ def test_concurrent_predictions_are_batched_and_exact(tmp_path: Path, zoo: Zoo):
     got = run_async(go)
     assert engine.predict_batcher.batches < len(recs), "concurrent requests shared forward passes"
     assert engine.predict_batcher.items == len(recs)
+    st = engine.stats()["predictions"]
+    assert st["items"] == len(recs) and st["mean_batch"] == round(len(recs) / engine.predict_batcher.batches, 2)
     for r, p in zip(recs, got):
         ref = analyze(lm, engine.picture(r)).probabilities
         torch.testing.assert_close(p, ref, rtol=1e-4, atol=1e-6)
@@ -133,14 +137,10 @@ def test_concurrent_passes_on_one_model_do_not_mix_hooked_outputs(zoo: Zoo):
     assert errors == []
 
 
-def test_continuous_batching_runs_a_lone_request_alone_and_merges_the_queue():
-    """A request that finds a free slot runs by itself at once; those that queue behind a busy slot
-    become one batch; a queued request whose deadline passes gets Overloaded and is never computed."""
-    import threading
-
-    from app.batching import MicroBatcher
-    from app.gate import Gate, Overloaded
-
+def _first_batch_held(op: Callable[[float], float]) -> tuple[Callable[[torch.Tensor], list[object]],
+                                                              threading.Event, list[int]]:
+    """A batch function applying ``op`` per item that records batch sizes; the first batch waits
+    until the returned event is set."""
     release = threading.Event()
     sizes: list[int] = []
 
@@ -148,7 +148,18 @@ def test_continuous_batching_runs_a_lone_request_alone_and_merges_the_queue():
         sizes.append(len(b))
         if len(sizes) == 1:
             release.wait(5)
-        return [float(v) * 2 for v in b[:, 0]]
+        return [op(float(v)) for v in b[:, 0]]
+
+    return fn, release, sizes
+
+
+def test_continuous_batching_runs_a_lone_request_alone_and_merges_the_queue():
+    """A request that finds a free slot runs by itself at once; those that queue behind a busy slot
+    become one batch; a queued request whose deadline passes gets Overloaded and is never computed."""
+    from app.batching import MicroBatcher
+    from app.gate import Gate, Overloaded
+
+    fn, release, sizes = _first_batch_held(lambda v: v * 2)
 
     async def go() -> tuple[list[object], list[int], list[object]]:
         batcher = MicroBatcher(Gate(1, 5.0), max_batch=16)
@@ -199,3 +210,56 @@ def test_an_upload_keeps_its_picture_with_the_stored_pixels(tmp_path: Path, zoo:
     fresh = Engine(Settings(data_dir=tmp_path), zoo, store).picture(rec)
     assert kept.mode == fresh.mode == "RGB"
     np.testing.assert_array_equal(np.asarray(kept), np.asarray(fresh))
+
+
+def test_one_batch_per_key_in_flight_even_with_free_slots():
+    """With two slots, requests that queue behind a running batch of the same key still wait for it
+    and go as one batch (a second pass of the same model could only run after the first)."""
+    from app.batching import MicroBatcher
+    from app.gate import Gate
+
+    fn, release, sizes = _first_batch_held(lambda v: v + 1)
+
+    async def go() -> list[object]:
+        batcher = MicroBatcher(Gate(2, 5.0), max_batch=16)
+        try:
+            first = asyncio.create_task(batcher.run("k", fn, torch.tensor([[0.0]])))
+            while not sizes:
+                await asyncio.sleep(0.001)
+            rest = [asyncio.create_task(batcher.run("k", fn, torch.tensor([[float(i)]]))) for i in range(1, 6)]
+            await asyncio.sleep(0.05)
+            assert sizes == [1], "the free second slot did not start a small batch early"
+            release.set()
+            return list(await asyncio.gather(first, *rest))
+        finally:
+            await batcher.close()
+
+    assert run_async(go) == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+    assert sizes == [1, 5]
+
+
+def test_an_upload_keeps_the_default_models_input_so_a_later_prediction_decodes_nothing(tmp_path: Path, zoo: Zoo):
+    engine = Engine(Settings(data_dir=tmp_path, default_model="cifarnet"), zoo, Store(tmp_path))
+    recs = [engine.ingest(make_photo(64, 48, seed=40 + i), f"{i}.jpg").record for i in range(20)]
+    lm = zoo.get("cifarnet")
+    want = [analyze(lm, engine.picture(r)).probabilities for r in recs[:3]]  # pictures: decoded if need be
+    decodes: list[str] = []
+    real = engine.store.image_png
+    engine.store.image_png = lambda rec: (decodes.append(rec.id), real(rec))[1]  # type: ignore[method-assign]
+    for r in recs[:3]:  # no longer among the pictures kept in memory
+        with engine._pic_lock:
+            engine._pictures.pop(r.id, None)
+
+    async def go() -> list[torch.Tensor]:
+        try:
+            return [await engine.predictions(lm, r) for r in recs[:3]]
+        finally:
+            await engine.close()
+
+    got = run_async(go)
+    assert decodes == [], "the kept inputs were used"
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-6)
+    assert engine.stats()["inputs_kept"] == 20
+    engine.forget(recs[0].id)
+    assert engine.stats()["inputs_kept"] == 19

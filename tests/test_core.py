@@ -9,9 +9,9 @@ from PIL import Image
 from torch import nn
 
 from app.core import nets
-from app.core.inference import analyze_batch, channel_stats
+from app.core.inference import analyze_batch, channel_stats, layer_batch
 from app.core.probe import UnknownLayerError, capture, summarize
-from app.core.zoo import Zoo
+from app.core.zoo import ModelSpec, Zoo, load_model
 from conftest import CIFAR_PRE, random_spec
 
 
@@ -69,6 +69,35 @@ def test_cifarnet_stem_equals_conv_plus_batchnorm(zoo: Zoo):
         torch.testing.assert_close(res[i].activations["stem_relu"], relu[i], rtol=1e-4, atol=1e-4)
         torch.testing.assert_close(res[i].activations["block1.conv1"], b1[i], rtol=1e-4, atol=1e-4)
         torch.testing.assert_close(res[i].activations["block1.pool"], F.max_pool2d(b1, 2)[i], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("arch", ["lenet", "cifarnet"])
+def test_a_pass_that_stops_at_a_layer_gives_that_layer_of_the_full_analysis(zoo: Zoo, arch: str):
+    lm = zoo.get(arch)
+    x = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(5))
+    full = analyze_batch(lm, x)
+    assert not lm.reused_layers
+    for li in lm.layers:
+        got = layer_batch(lm, x, li.name)
+        assert len(got) == 3 and tuple(got[0].shape) == li.output_shape
+        for i in range(3):
+            torch.testing.assert_close(got[i], full[i].activations[li.name], rtol=1e-5, atol=1e-5)
+
+
+def test_a_module_run_twice_is_known_as_reused():
+    class Twice(nn.Module):  # one ReLU module applied twice, as torchvision's ResNet blocks do
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv1, self.conv2, self.relu = nn.Conv2d(3, 4, 3), nn.Conv2d(4, 4, 3), nn.ReLU()
+            self.pool, self.flat, self.fc = nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 10)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(self.flat(self.pool(self.relu(self.conv2(self.relu(self.conv1(x)))))))
+
+    spec = ModelSpec(name="twice", title="twice", source="test", preprocess=CIFAR_PRE,
+                     categories=[str(i) for i in range(10)], load=Twice)
+    lm = load_model(spec)
+    assert lm.reused_layers == frozenset({"relu"})
 
 
 def test_capture_keeps_outputs_that_are_later_changed_in_place():

@@ -118,3 +118,25 @@ def test_damaged_store_is_reported_at_start(tmp_path: Path):
     s = Settings(data_dir=data, models_dir=tmp_path / "none", serve_efficientnet=False)
     with pytest.raises(StoreError, match="cannot be opened|damaged"), TestClient(create_app(s)):
         pass
+
+
+def test_uploads_are_flushed_to_disk_redrawable_pngs_are_not_and_a_damaged_entry_is_recomputed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from app.store import Store
+
+    flushed: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (flushed.append(fd), real_fsync(fd))[1])
+    store = Store(tmp_path / "d")
+    store.put_image(sha256="ab" * 32, png=b"png bytes", width=1, height=1, original_size=(1, 1), fmt="PNG",
+                    filename="a.png")
+    assert len(flushed) == 1, "an acknowledged upload is on disk before the 201"
+    store.cache_put("grid", b"a" * 1000, durable=False)
+    assert len(flushed) == 1, "a PNG that can be drawn again is not flushed"
+    store.cache_put("index", b"b" * 1000)
+    assert len(flushed) == 2, "other cache entries (indexes) are"
+    # a crash before the data reached the disk can leave a short file: it is dropped, not served
+    path = next(p for p in (store.blobs / "cache").rglob("*") if p.is_file() and p.read_bytes() == b"a" * 1000)
+    path.write_bytes(b"a" * 10)
+    assert store.cache_get("grid") is None and store.cache_get("index") == b"b" * 1000
+    store.close()

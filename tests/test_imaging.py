@@ -107,11 +107,41 @@ def test_viridis_endpoints():
 def test_activation_grid_scales_each_channel_on_its_own():
     act = torch.stack([torch.linspace(0, 1, 16).view(4, 4), 100 * torch.linspace(0, 1, 16).view(4, 4)])
     img = imaging.activation_grid(act, cols=2, target=4)
-    a = np.asarray(img)
+    assert img.mode == "P"  # a palette image: one byte per pixel
+    a = np.asarray(img.convert("RGB"))
     assert img.size == (2 * 4 + 3, 4 + 2)
     # both tiles are identical after per-channel scaling
     assert np.array_equal(a[1:5, 1:5], a[1:5, 6:10])
     assert tuple(a[1, 1]) == tuple(imaging.VIRIDIS_LUT[0]) and tuple(a[4, 4]) == tuple(imaging.VIRIDIS_LUT[255])
+
+
+def test_palette_mosaic_equals_the_rgb_mosaic_of_the_same_colours():
+    rng = np.random.default_rng(0)
+    act = torch.from_numpy(rng.normal(size=(7, 5, 3)).astype(np.float32))
+    act[3] = 2.5  # a flat channel draws as the low end
+    idx = imaging.channel_indices(act)
+    norm = imaging.normalize_channels(act)
+    assert idx.dtype == np.uint8 and idx.max() <= imaging.VIRIDIS_STEPS - 1 and not idx[3].any()
+    assert np.abs(idx.astype(int) - np.round(norm * (imaging.VIRIDIS_STEPS - 1))).max() <= 1
+    for scale, pad, cols in ((1, 1, None), (3, 2, 4), (2, 0, 7), (1, 1, 10)):
+        p = imaging.mosaic(idx, cols=cols, scale=scale, pad=pad)
+        rgb = imaging.mosaic(imaging.VIRIDIS_PALETTE[idx], cols=cols, scale=scale, pad=pad)
+        assert p.mode == "P" and p.size == rgb.size
+        c = cols or 3
+        rows = -(-len(idx) // c)
+        th, tw = 5 * scale, 3 * scale
+        want = np.full((rows * (th + pad) + pad, c * (tw + pad) + pad, 3), 255, np.uint8)
+        for i, t in enumerate(imaging.VIRIDIS_PALETTE[idx]):  # placed one by one
+            y, x = pad + (i // c) * (th + pad), pad + (i % c) * (tw + pad)
+            want[y:y + th, x:x + tw] = t.repeat(scale, 0).repeat(scale, 1)
+        assert np.array_equal(np.asarray(rgb), want)
+        assert np.array_equal(np.asarray(p.convert("RGB")), np.asarray(rgb))
+        png = Image.open(io.BytesIO(imaging.png_bytes(p)))
+        assert np.array_equal(np.asarray(png.convert("RGB")), np.asarray(rgb))
+    # the palette keeps viridis's two ends and a white background
+    assert tuple(imaging.VIRIDIS_PALETTE[0]) == tuple(imaging.VIRIDIS_LUT[0])
+    assert tuple(imaging.VIRIDIS_PALETTE[imaging.VIRIDIS_STEPS - 1]) == tuple(imaging.VIRIDIS_LUT[255])
+    assert tuple(imaging.VIRIDIS_PALETTE[imaging.BACKGROUND_INDEX]) == (255, 255, 255)
 
 
 def test_filter_grid_rgb_shows_colour_preference():

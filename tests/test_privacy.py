@@ -148,3 +148,20 @@ def test_cleanup_cli(tmp_path: Path, monkeypatch, capsys) -> None:  # type: igno
     store.close()
     monkeypatch.setenv("CONVSCOPE_RETENTION_HOURS", "0")
     assert main(["cleanup"]) == 0 and "keep forever" in capsys.readouterr().out
+
+
+def test_an_upload_deleted_by_another_process_is_a_404_not_a_500(client: TestClient, settings: Settings) -> None:
+    """The server answers recent image records from memory; `convscope cleanup` (another process)
+    may delete one meanwhile: the next request about it says it is gone, and the server keeps serving."""
+    r = client.post("/api/images", files={"file": ("a.jpg", make_photo(seed=31), "image/jpeg")})
+    i = r.json()["id"]
+    assert client.get(f"/api/images/{i}").status_code == 200  # the record is now remembered
+    other = Store(settings.data_dir)  # a second connection, as the cleanup CLI opens
+    assert other.delete_image(i)
+    other.close()
+    client.app.state.engine.forget(i)  # type: ignore[attr-defined]  # (the picture it kept from the upload)
+    r = client.get(f"/api/images/{i}/predictions?model=lenet")
+    assert r.status_code == 404 and i in r.json()["detail"]
+    assert client.get(f"/api/images/{i}").status_code == 404
+    r = client.post("/api/images", files={"file": ("b.jpg", make_photo(seed=32), "image/jpeg")})
+    assert r.status_code == 201

@@ -41,6 +41,15 @@ def _viridis_lut() -> np.ndarray:
 
 VIRIDIS_LUT = _viridis_lut()
 
+# Viridis maps are drawn as palette ("P") images: one byte per pixel instead of three, which makes the
+# PNG encoder ~6x faster and the files ~3x smaller than RGB. Indices 0..254 are viridis (its two
+# ends kept exactly), index 255 is the white background between tiles.
+VIRIDIS_STEPS = 255
+BACKGROUND_INDEX = 255
+VIRIDIS_PALETTE = np.vstack([VIRIDIS_LUT[np.round(np.linspace(0, 255, VIRIDIS_STEPS)).astype(int)],
+                             [[255, 255, 255]]]).astype(np.uint8)
+_PALETTE_BYTES = VIRIDIS_PALETTE.tobytes()
+
 
 class ImageError(ValueError):
     """An upload that cannot be used; ``code`` names the problem, the message says what to do."""
@@ -154,6 +163,37 @@ def colorize(x: np.ndarray) -> np.ndarray:
     return VIRIDIS_LUT[idx]
 
 
+def viridis_indices(x: np.ndarray) -> np.ndarray:
+    """Values in [0, 1] (any shape) -> palette indices 0..254 of :data:`VIRIDIS_PALETTE` (NaN -> 0)."""
+    y = np.nan_to_num(np.asarray(x, dtype=np.float32) * np.float32(VIRIDIS_STEPS - 1) + np.float32(0.5))
+    return np.clip(y, 0, VIRIDIS_STEPS - 1, out=y).astype(np.uint8)
+
+
+def channel_indices(act: torch.Tensor) -> np.ndarray:
+    """(C, H, W) activation -> uint8 palette indices, each channel scaled by its own min and max.
+
+    The same scaling as :func:`normalize_channels` (a flat channel is all 0), computed in one pass
+    of NumPy on the float32 values.
+    """
+    a = act.detach().float().cpu().reshape(act.shape[0], -1).numpy()
+    lo = a.min(1, keepdims=True)
+    span = a.max(1, keepdims=True) - lo
+    k = np.where(span > 1e-12, np.float32(VIRIDIS_STEPS - 1) / np.maximum(span, np.float32(1e-12)), np.float32(0))
+    y = (a - lo) * k
+    y += np.float32(0.5)
+    np.nan_to_num(y, copy=False)
+    np.clip(y, 0, VIRIDIS_STEPS - 1, out=y)
+    return y.astype(np.uint8).reshape(act.shape)
+
+
+def palette_image(indices: np.ndarray) -> Image.Image:
+    """A 2-D array of :data:`VIRIDIS_PALETTE` indices as a "P" image with that palette."""
+    a = np.ascontiguousarray(indices, dtype=np.uint8)
+    im = Image.frombytes("P", (a.shape[1], a.shape[0]), a.tobytes())
+    im.putpalette(_PALETTE_BYTES)
+    return im
+
+
 def channel_ranges(act: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel (min, max) of a (C, H, W) activation."""
     flat = act.detach().float().reshape(act.shape[0], -1).numpy()  # NumPy: far faster than torch's min(dim)
@@ -177,20 +217,32 @@ def grid_shape(n: int, aspect: float = 1.0) -> tuple[int, int]:
 
 def mosaic(tiles: np.ndarray, cols: int | None = None, scale: int = 1, pad: int = 1,
            background: tuple[int, int, int] = (255, 255, 255)) -> Image.Image:
-    """Tile uint8 images (N, h, w, 3) into one image, each tile enlarged ``scale``x (nearest)."""
-    n, h, w, _ = tiles.shape
+    """Tile images into one, each tile enlarged ``scale``x (nearest), ``pad`` pixels between and around.
+
+    ``tiles`` is (N, h, w, 3) uint8 RGB (an RGB image on ``background``) or (N, h, w) palette indices
+    of :data:`VIRIDIS_PALETTE` (a "P" image on its white background index).
+    """
+    indexed = tiles.ndim == 3
+    n, h, w = tiles.shape[:3]
     if cols is None:
         _, cols = grid_shape(n)
+    cols = max(1, cols)
     rows = math.ceil(n / cols)
+    if scale > 1:
+        tiles = tiles.repeat(scale, 1).repeat(scale, 2)
     th, tw = h * scale, w * scale
-    out = np.empty((rows * (th + pad) + pad, cols * (tw + pad) + pad, 3), dtype=np.uint8)
-    out[:] = background
-    for i in range(n):
-        r, c = divmod(i, cols)
-        tile = tiles[i].repeat(scale, 0).repeat(scale, 1) if scale > 1 else tiles[i]
-        y, x = pad + r * (th + pad), pad + c * (tw + pad)
-        out[y:y + th, x:x + tw] = tile
-    return Image.fromarray(out, "RGB")
+    extra = tiles.shape[3:]
+    bg = np.uint8(BACKGROUND_INDEX) if indexed else np.asarray(background, dtype=np.uint8)
+    # cells of (pad + tile) with the padding at their top and left, then one more pad at the end
+    cells = np.empty((rows * cols, th + pad, tw + pad, *extra), dtype=np.uint8)
+    cells[:] = bg
+    cells[:n, pad:, pad:] = tiles
+    out = np.empty((rows * (th + pad) + pad, cols * (tw + pad) + pad, *extra), dtype=np.uint8)
+    out[:] = bg
+    out[:rows * (th + pad), :cols * (tw + pad)] = (
+        cells.reshape(rows, cols, th + pad, tw + pad, *extra).swapaxes(1, 2)
+        .reshape(rows * (th + pad), cols * (tw + pad), *extra))
+    return palette_image(out) if indexed else Image.fromarray(out, "RGB")
 
 
 def tile_scale(h: int, w: int, target: int = 64) -> int:
@@ -202,14 +254,12 @@ def activation_grid(act: torch.Tensor, cols: int | None = None, target: int = 64
     """(C, H, W) activation -> a mosaic with one viridis tile per channel, each scaled on its own."""
     if act.dim() == 1:
         act = act[:, None, None]
-    tiles = colorize(normalize_channels(act.detach().float().cpu()))
-    return mosaic(tiles, cols=cols, scale=tile_scale(act.shape[1], act.shape[2], target))
+    return mosaic(channel_indices(act), cols=cols, scale=tile_scale(act.shape[1], act.shape[2], target))
 
 
 def channel_image(act2d: torch.Tensor, target: int = 256) -> Image.Image:
     """One (H, W) map -> an enlarged viridis image, scaled to its own min and max."""
-    tiles = colorize(normalize_channels(act2d.detach().float().cpu()[None]))
-    return mosaic(tiles, cols=1, scale=tile_scale(*act2d.shape, target=target), pad=0)
+    return mosaic(channel_indices(act2d[None]), cols=1, scale=tile_scale(*act2d.shape, target=target), pad=0)
 
 
 def vector_image(v: torch.Tensor, cell: int = 6, cols: int = 64) -> Image.Image:
@@ -217,8 +267,7 @@ def vector_image(v: torch.Tensor, cell: int = 6, cols: int = 64) -> Image.Image:
     x = v.detach().float().cpu().flatten()
     lo, hi = float(x.min()), float(x.max())
     norm = ((x - lo) / (hi - lo)).numpy() if hi > lo else np.zeros(x.shape, dtype=np.float32)
-    tiles = colorize(norm)[:, None, None, :]
-    return mosaic(tiles, cols=min(cols, len(x)), scale=cell, pad=1)
+    return mosaic(viridis_indices(norm)[:, None, None], cols=min(cols, len(x)), scale=cell, pad=1)
 
 
 def filter_tiles_rgb(weight: torch.Tensor) -> np.ndarray:

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from app.core.probe import capture
+from app.core.probe import capture, forward_until
 from app.core.zoo import LoadedModel
 
 
@@ -26,7 +26,7 @@ def top_k(probabilities: torch.Tensor, categories: Sequence[str], k: int = 5) ->
     """The ``k`` most probable classes, most probable first."""
     k = max(1, min(k, probabilities.numel()))
     p, i = probabilities.topk(k)
-    return [Prediction(int(j), categories[int(j)], float(q)) for q, j in zip(p, i)]
+    return [Prediction(j, categories[j], q) for q, j in zip(p.tolist(), i.tolist())]
 
 
 @dataclass(frozen=True)
@@ -82,6 +82,18 @@ def analyze_batch(lm: LoadedModel, batch: torch.Tensor, layers: Sequence[str] | 
     # Own copies per image, so that evicting one cached analysis frees its memory.
     return [Analysis(probabilities=probs[i].clone(), activations={k: v[i].clone() for k, v in acts.items()})
             for i in range(batch.shape[0])]
+
+
+@torch.inference_mode()
+def layer_batch(lm: LoadedModel, batch: torch.Tensor, layer: str) -> list[torch.Tensor]:
+    """One layer's output for a preprocessed batch, one tensor per image; the pass stops at that layer.
+
+    Equal to the activation :func:`analyze_batch` keeps, for a layer whose module runs once per pass
+    (``lm.reused_layers`` names the others); the layers after it are never computed.
+    """
+    with lm.lock, forward_until(lm.module, layer) as run:
+        out = run(batch)
+    return list(out.unbind(0))
 
 
 @torch.inference_mode()

@@ -170,12 +170,38 @@ def modified_in_place(model: nn.Module, names: Iterable[str], input_size: tuple[
     copy at hook time, which saves copying every activation.
     """
     seen: dict[str, tuple[torch.Tensor, int]] = {}
-    targets = resolve(model, names)
+
+    def note(name: str, out: object) -> None:
+        if isinstance(out, torch.Tensor):
+            seen[name] = (out, out._version)
+
+    _dummy_pass(model, names, input_size, note)
+    return frozenset(n for n, (t, v) in seen.items() if t._version != v)
+
+
+@torch.no_grad()
+def reused_layers(model: nn.Module, names: Iterable[str], input_size: tuple[int, int, int]) -> frozenset[str]:
+    """Layers whose module runs more than once in one forward pass (e.g. a ReLU module applied twice).
+
+    For those, :func:`capture` keeps the last output while :func:`forward_until` stops at the first,
+    so a pass that stops early is only used for the others.
+    """
+    calls: dict[str, int] = {}
+
+    def count(name: str, _out: object) -> None:
+        calls[name] = calls.get(name, 0) + 1
+
+    _dummy_pass(model, names, input_size, count)
+    return frozenset(n for n, c in calls.items() if c > 1)
+
+
+def _dummy_pass(model: nn.Module, names: Iterable[str], input_size: tuple[int, int, int],
+                on_output: Callable[[str, object], None]) -> None:
+    """One eval-mode forward of a zero image calling ``on_output(name, output)`` for each named layer."""
     handles = []
-    for name, mod in targets.items():
-        def hook(_m: nn.Module, _i: tuple[torch.Tensor, ...], out: torch.Tensor, name: str = name) -> None:
-            if isinstance(out, torch.Tensor):
-                seen[name] = (out, out._version)
+    for name, mod in resolve(model, names).items():
+        def hook(_m: nn.Module, _i: tuple[torch.Tensor, ...], out: object, name: str = name) -> None:
+            on_output(name, out)
         handles.append(mod.register_forward_hook(hook))
     was_training = model.training
     try:
@@ -185,7 +211,6 @@ def modified_in_place(model: nn.Module, names: Iterable[str], input_size: tuple[
         model.train(was_training)
         for h in handles:
             h.remove()
-    return frozenset(n for n, (t, v) in seen.items() if t._version != v)
 
 
 def first_conv(model: nn.Module) -> str:

@@ -12,9 +12,11 @@ reported when the zoo loads (start-up), not at the first request.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
+import math
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -27,7 +29,7 @@ from torch import nn
 
 from app.core import nets
 from app.core.errors import NotFoundError
-from app.core.probe import LayerInfo, first_conv, modified_in_place, summarize
+from app.core.probe import LayerInfo, first_conv, modified_in_place, reused_layers, summarize
 
 log = logging.getLogger("convscope.zoo")
 
@@ -104,6 +106,7 @@ class LoadedModel:
     weights_sha256: str
     first_conv: str
     clone_layers: frozenset[str] = frozenset()
+    reused_layers: frozenset[str] = frozenset()  # modules that run more than once per forward pass
     # Forward hooks live on the module, so they would see other threads' passes too: every pass
     # over this module (hooked or not) holds this lock. Long jobs work on a copy instead.
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
@@ -123,6 +126,11 @@ class LoadedModel:
     @property
     def total_parameters(self) -> int:
         return sum(p.numel() for p in self.module.parameters())
+
+    @functools.cached_property
+    def activation_bytes(self) -> int:
+        """Bytes of every layer's output for one image (float32): what one full analysis keeps."""
+        return 4 * sum(math.prod(li.output_shape) for li in self.layers)
 
 
 def _sha256_file(path: Path) -> str:
@@ -256,8 +264,10 @@ def load_model(spec: ModelSpec) -> LoadedModel:
     digest = _sha256_file(spec.weights_path) if spec.weights_path and spec.weights_path.is_file() \
         else _state_sha256(module)
     layers = summarize(module, spec.preprocess.input_size)
+    names = [li.name for li in layers]
     return LoadedModel(spec=spec, module=module, layers=layers, weights_sha256=digest, first_conv=first_conv(module),
-                       clone_layers=modified_in_place(module, [li.name for li in layers], spec.preprocess.input_size))
+                       clone_layers=modified_in_place(module, names, spec.preprocess.input_size),
+                       reused_layers=reused_layers(module, names, spec.preprocess.input_size))
 
 
 class Zoo:

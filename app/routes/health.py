@@ -23,3 +23,8 @@ async def readyz(engine: EngineDep) -> JSONResponse:
     body = {"status": "ready" if ready else "not ready", "models": models, "model_errors": engine.zoo.errors,
             "store_writable": writable}
     return JSONResponse(body, status_code=200 if ready else 503)
+
+
+@router.get("/api/stats", summary="Serving counters: batches and their mean size, overload refusals, caches")
+async def stats(engine: EngineDep) -> dict[str, object]:
+    return engine.stats()

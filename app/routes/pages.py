@@ -136,9 +136,9 @@ def _layer_context(lm: LoadedModel, act: torch.Tensor, layer: str) -> dict[str, 
     if act.dim() == 3:
         lo, hi = imaging.channel_ranges(act)
         tiles = []
-        norm = imaging.normalize_channels(act)
+        idx = imaging.channel_indices(act)
         for c in range(act.shape[0]):
-            png = imaging.png_bytes(imaging.mosaic(imaging.colorize(norm[c:c + 1]), cols=1, pad=0))
+            png = imaging.png_bytes(imaging.mosaic(idx[c:c + 1], cols=1, pad=0))
             tiles.append({"c": c, "src": _data_uri(png), "lo": _fmt(float(lo[c])), "hi": _fmt(float(hi[c]))})
         ctx.update(kind="maps", tiles=tiles, h=act.shape[1], w=act.shape[2])
     else:
