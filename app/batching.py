@@ -18,8 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
-from starlette.concurrency import run_in_threadpool
 
+from app.blocking import run_blocking
 from app.gate import Gate, Overloaded
 
 
@@ -90,7 +90,7 @@ class MicroBatcher:
 
     async def _process(self, fn: Callable[[torch.Tensor], list[object]], live: list[_Item]) -> None:
         try:
-            results = await run_in_threadpool(fn, torch.cat([b.x for b in live]))
+            results = await run_blocking(fn, torch.cat([b.x for b in live]))
         except Exception as e:  # a model error: every waiter hears it
             for b in live:
                 if not b.fut.done():

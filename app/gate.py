@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Callable
 from typing import TypeVar
 
-from starlette.concurrency import run_in_threadpool
+from app.blocking import run_blocking
 
 T = TypeVar("T")
 
@@ -63,7 +63,7 @@ class Gate:
             self.waiting -= 1
         self.busy += 1
         try:
-            return await run_in_threadpool(fn, *args)
+            return await run_blocking(fn, *args)
         finally:
             self.busy -= 1
             sem.release()

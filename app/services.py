@@ -15,9 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from PIL import Image
-from starlette.concurrency import run_in_threadpool
 
 from app.batching import MicroBatcher
+from app.blocking import run_blocking
 from app.config import Settings
 from app.core import imaging
 from app.core.errors import NotFoundError
@@ -116,7 +116,7 @@ class Engine:
         s = self.settings
         dec = imaging.decode_image(data, max_pixels=s.max_pixels, max_side=s.max_side)
         img = imaging.limit_side(dec.image, s.max_stored_side)
-        rec, created = self.store.put_image(sha256=sha, png=imaging.png_bytes(img), width=img.width,
+        rec, created = self.store.put_image(sha256=sha, png=imaging.png_bytes(img, s.stored_png_level), width=img.width,
                                             height=img.height, original_size=dec.original_size, fmt=dec.format,
                                             filename=_safe_filename(filename))
         # An upload is analysed right away: keep the picture (PNG is lossless: the same pixels).
@@ -213,7 +213,7 @@ class Engine:
             hit = self._probs.get(key)
         if hit is not None:
             return hit
-        x = await run_in_threadpool(self._input, lm, rec)
+        x = await run_blocking(self._input, lm, rec)
         probs = await self.predict_batcher.run(f"{lm.name}:probs", lambda b: predict_batch(lm, b), x)
         assert isinstance(probs, torch.Tensor)
         with self._pic_lock:
@@ -228,7 +228,7 @@ class Engine:
         hit = self._analyses.get(key)
         if hit is not None:
             return hit
-        x = await run_in_threadpool(self._input, lm, rec)
+        x = await run_blocking(self._input, lm, rec)
         result = await self.analysis_batcher.run(f"{lm.name}:all", lambda b: analyze_batch(lm, b), x,
                                                  max_batch=self.analysis_batch_size(lm))
         assert isinstance(result, Analysis)
@@ -244,7 +244,7 @@ class Engine:
             return hit.activations[layer]
         if layer in lm.reused_layers:  # a module run twice: the full pass keeps its last output
             return (await self.analysis_async(lm, rec)).activations[layer]
-        x = await run_in_threadpool(self._input, lm, rec)
+        x = await run_blocking(self._input, lm, rec)
         per_image = 4 * math.prod(info.output_shape)
         limit = max(1, min(16, self.settings.analysis_batch_mb * 1024 * 1024 // per_image))
         act = await self.analysis_batcher.run(f"{lm.name}:until:{layer}", lambda b: layer_batch(lm, b, layer), x,

@@ -263,3 +263,39 @@ def test_an_upload_keeps_the_default_models_input_so_a_later_prediction_decodes_
     assert engine.stats()["inputs_kept"] == 20
     engine.forget(recs[0].id)
     assert engine.stats()["inputs_kept"] == 19
+
+
+def test_the_gil_switch_interval_is_set_while_serving_and_restored_after(tmp_path: Path, zoo: Zoo):
+    import sys
+
+    from fastapi.testclient import TestClient
+
+    before = sys.getswitchinterval()
+    with TestClient(create_app(Settings(data_dir=tmp_path, gil_switch_interval_ms=0.7), zoo=zoo)) as c:
+        assert c.get("/healthz").status_code == 200
+        assert abs(sys.getswitchinterval() - 0.0007) < 1e-9
+    assert sys.getswitchinterval() == before
+
+
+def test_blocking_calls_run_in_the_apps_worker_threads_and_raise_there():
+    from app.blocking import install_executor, run_blocking
+
+    def boom() -> None:
+        raise ValueError("bad photo")
+
+    async def go() -> tuple[set[str], str]:
+        pool = install_executor(3)
+        try:
+            names = await asyncio.gather(*(run_blocking(lambda: (time.sleep(0.02), threading.current_thread().name)[1])
+                                           for _ in range(6)))
+            try:
+                await run_blocking(boom)
+            except ValueError as e:
+                return set(names), str(e)
+            return set(names), ""
+        finally:
+            pool.shutdown()
+
+    names, err = asyncio.run(go())
+    assert names and all(n.startswith("convscope-worker") for n in names) and len(names) <= 3
+    assert err == "bad photo"

@@ -7,8 +7,8 @@ from typing import Annotated, Literal
 import orjson
 from fastapi import APIRouter, File, Path, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
-from starlette.concurrency import run_in_threadpool
 
+from app.blocking import run_blocking
 from app.core.inference import Analysis, channel_stats, channel_stats_arrays, top_k
 from app.core.zoo import LoadedModel
 from app.deps import EngineDep
@@ -191,7 +191,7 @@ async def get_analysis(engine: EngineDep, image_id: ImageId, model: ModelQ = Non
     rec = engine.image(image_id)
     lm = pick_model(engine, model)
     a = await engine.analysis_async(lm, rec)
-    return fast_json(await run_in_threadpool(_analysis_body, lm, rec, a, k))
+    return fast_json(await run_blocking(_analysis_body, lm, rec, a, k))
 
 
 @router.get("/images/{image_id}/activations/{layer}", response_model=ActivationOut,
@@ -204,7 +204,7 @@ async def get_activation(engine: EngineDep, image_id: ImageId, layer: Annotated[
     lm = pick_model(engine, model)
     lm.layer(layer)
     if format == "png":
-        data = await run_in_threadpool(engine.cached_activation_png, lm, rec, layer, channel)
+        data = await run_blocking(engine.cached_activation_png, lm, rec, layer, channel)
         if data is None:  # the forward pass (batched) outside the slot that draws the PNG
             act = await engine.layer_activation_async(lm, rec, layer)
             data = await engine.gate.run(engine.activation_png, lm, rec, layer, channel, act)
