@@ -48,6 +48,13 @@ def photo(seed: int) -> bytes:
     return buf.getvalue()
 
 
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process (all its threads) so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_mb(pid: int) -> float:
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -215,9 +222,10 @@ def main() -> None:
         arun(run_load(base, a.model, a.clients, a.seconds, a.warmup,
                       [photo(10**6 + i) for i in range(int(a.warmup * 0.35) + 10)]))
         photos = [photo(i) for i in range(int(a.requests * 0.35) + 10)]  # every upload a new photo
-        rss0 = rss_mb(proc.pid)
+        rss0, cpu0 = rss_mb(proc.pid), cpu_s(proc.pid)
         res = arun(run_load(base, a.model, a.clients, a.seconds, a.requests, photos))
-        rss1 = rss_mb(proc.pid)
+        rss1, cpu1 = rss_mb(proc.pid), cpu_s(proc.pid)
+        stats = httpx.get(base + "/api/stats", timeout=10).json()
     finally:
         proc.terminate()
         proc.wait(30)
@@ -230,6 +238,8 @@ def main() -> None:
     print(f"errors other than 503+Retry-After: {errors}")
     print(f"server RSS: {rss_start:.0f} MB when ready, {rss0:.0f} MB after {a.warmup} warm-up requests, "
           f"{rss1:.0f} MB after ({rss1 - rss0:+.0f} MB over {res['requests']} requests; goal <= 50 MB)")
+    print(f"server CPU {1000 * (cpu1 - cpu0) / res['requests']:.2f} ms per request; mean batch: predictions "
+          f"{stats['predictions']['mean_batch']}, analyses and single-layer passes {stats['analyses']['mean_batch']}")
     print(f"raw batched forward: {raw:.0f} img/s; throughput ratio {res['rps'] / raw:.2f}x (goal >= 0.8)")
 
 
