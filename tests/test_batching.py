@@ -296,6 +296,6 @@ def test_blocking_calls_run_in_the_apps_worker_threads_and_raise_there():
         finally:
             pool.shutdown()
 
-    names, err = asyncio.run(go())
+    names, err = run_async(go)
     assert names and all(n.startswith("convscope-worker") for n in names) and len(names) <= 3
     assert err == "bad photo"
