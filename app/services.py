@@ -245,10 +245,8 @@ class Engine:
         if layer in lm.reused_layers:  # a module run twice: the full pass keeps its last output
             return (await self.analysis_async(lm, rec)).activations[layer]
         x = await run_blocking(self._input, lm, rec)
-        per_image = 4 * math.prod(info.output_shape)
-        limit = max(1, min(16, self.settings.analysis_batch_mb * 1024 * 1024 // per_image))
         act = await self.analysis_batcher.run(f"{lm.name}:until:{layer}", lambda b: layer_batch(lm, b, layer), x,
-                                              max_batch=limit)
+                                              max_batch=self._batch_within_budget(4 * math.prod(info.output_shape)))
         assert isinstance(act, torch.Tensor)
         return act
 
@@ -266,7 +264,12 @@ class Engine:
 
     def analysis_batch_size(self, lm: LoadedModel) -> int:
         """How many photos one batched full analysis of ``lm`` takes (activations within analysis_batch_mb)."""
-        return max(1, min(16, self.settings.analysis_batch_mb * 1024 * 1024 // max(1, lm.activation_bytes)))
+        return self._batch_within_budget(lm.activation_bytes)
+
+    def _batch_within_budget(self, bytes_per_image: int) -> int:
+        """Photos per batch whose kept outputs fit in analysis_batch_mb (1 to the batcher's 16)."""
+        budget = self.settings.analysis_batch_mb * 1024 * 1024
+        return max(1, min(self.analysis_batcher.max_batch, budget // max(1, bytes_per_image)))
 
     async def close(self) -> None:
         await self.predict_batcher.close()

@@ -173,18 +173,13 @@ def viridis_indices(x: np.ndarray) -> np.ndarray:
 def channel_indices(act: torch.Tensor) -> np.ndarray:
     """(C, H, W) activation -> uint8 palette indices, each channel scaled by its own min and max.
 
-    The same scaling as :func:`normalize_channels` (a flat channel is all 0), computed in one pass
-    of NumPy on the float32 values.
+    The same scaling as :func:`normalize_channels` (a flat channel is all 0), in NumPy on float32.
     """
     a = act.detach().float().cpu().reshape(act.shape[0], -1).numpy()
     lo = a.min(1, keepdims=True)
     span = a.max(1, keepdims=True) - lo
-    k = np.where(span > 1e-12, np.float32(VIRIDIS_STEPS - 1) / np.maximum(span, np.float32(1e-12)), np.float32(0))
-    y = (a - lo) * k
-    y += np.float32(0.5)
-    np.nan_to_num(y, copy=False)
-    np.clip(y, 0, VIRIDIS_STEPS - 1, out=y)
-    return y.astype(np.uint8).reshape(act.shape)
+    inv = np.where(span > 1e-12, np.float32(1) / np.maximum(span, np.float32(1e-12)), np.float32(0))
+    return viridis_indices((a - lo) * inv).reshape(act.shape)
 
 
 def palette_image(indices: np.ndarray) -> Image.Image:
