@@ -63,7 +63,7 @@ def capture(model: nn.Module, names: Iterable[str], *, keep_grad: bool = False,
     ``keep_grad``). ``clone`` copies each output at hook time, which is needed when the model later
     changes that tensor in place (``ReLU(inplace=True)``, ``x += identity``). Hooks are removed on
     exit, also after an exception. ``clone`` may also name only the layers that need it
-    (see :func:`modified_in_place`).
+    (see :func:`in_place_and_reused`).
     """
     targets = resolve(model, names)
     to_clone = set(targets) if clone is True else set(clone or ())
@@ -163,45 +163,25 @@ def summarize(model: nn.Module, input_size: tuple[int, int, int]) -> list[LayerI
 
 
 @torch.no_grad()
-def modified_in_place(model: nn.Module, names: Iterable[str], input_size: tuple[int, int, int]) -> frozenset[str]:
-    """Layers whose output tensor the model changes in place later in the forward pass.
+def in_place_and_reused(model: nn.Module, names: Iterable[str],
+                        input_size: tuple[int, int, int]) -> tuple[frozenset[str], frozenset[str]]:
+    """From one eval-mode forward of a zero image: (layers modified in place, layers reused).
 
-    Found from the tensors' version counters after one dummy forward; only these outputs need a
-    copy at hook time, which saves copying every activation.
+    * modified in place: layers whose output tensor the model changes later in the pass (found
+      from the tensors' version counters); only these outputs need a copy at hook time, which
+      saves copying every activation;
+    * reused: layers whose module runs more than once per pass (e.g. a ReLU module applied twice).
+      For those, :func:`capture` keeps the last output while :func:`forward_until` stops at the
+      first, so a pass that stops early is only used for the others.
     """
     seen: dict[str, tuple[torch.Tensor, int]] = {}
-
-    def note(name: str, out: object) -> None:
-        if isinstance(out, torch.Tensor):
-            seen[name] = (out, out._version)
-
-    _dummy_pass(model, names, input_size, note)
-    return frozenset(n for n, (t, v) in seen.items() if t._version != v)
-
-
-@torch.no_grad()
-def reused_layers(model: nn.Module, names: Iterable[str], input_size: tuple[int, int, int]) -> frozenset[str]:
-    """Layers whose module runs more than once in one forward pass (e.g. a ReLU module applied twice).
-
-    For those, :func:`capture` keeps the last output while :func:`forward_until` stops at the first,
-    so a pass that stops early is only used for the others.
-    """
     calls: dict[str, int] = {}
-
-    def count(name: str, _out: object) -> None:
-        calls[name] = calls.get(name, 0) + 1
-
-    _dummy_pass(model, names, input_size, count)
-    return frozenset(n for n, c in calls.items() if c > 1)
-
-
-def _dummy_pass(model: nn.Module, names: Iterable[str], input_size: tuple[int, int, int],
-                on_output: Callable[[str, object], None]) -> None:
-    """One eval-mode forward of a zero image calling ``on_output(name, output)`` for each named layer."""
     handles = []
     for name, mod in resolve(model, names).items():
         def hook(_m: nn.Module, _i: tuple[torch.Tensor, ...], out: object, name: str = name) -> None:
-            on_output(name, out)
+            calls[name] = calls.get(name, 0) + 1
+            if isinstance(out, torch.Tensor):
+                seen[name] = (out, out._version)
         handles.append(mod.register_forward_hook(hook))
     was_training = model.training
     try:
@@ -211,6 +191,8 @@ def _dummy_pass(model: nn.Module, names: Iterable[str], input_size: tuple[int, i
         model.train(was_training)
         for h in handles:
             h.remove()
+    modified = frozenset(n for n, (t, v) in seen.items() if t._version != v)
+    return modified, frozenset(n for n, c in calls.items() if c > 1)
 
 
 def first_conv(model: nn.Module) -> str:

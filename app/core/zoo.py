@@ -29,7 +29,7 @@ from torch import nn
 
 from app.core import nets
 from app.core.errors import NotFoundError
-from app.core.probe import LayerInfo, first_conv, modified_in_place, reused_layers, summarize
+from app.core.probe import LayerInfo, first_conv, in_place_and_reused, summarize
 
 log = logging.getLogger("convscope.zoo")
 
@@ -264,10 +264,9 @@ def load_model(spec: ModelSpec) -> LoadedModel:
     digest = _sha256_file(spec.weights_path) if spec.weights_path and spec.weights_path.is_file() \
         else _state_sha256(module)
     layers = summarize(module, spec.preprocess.input_size)
-    names = [li.name for li in layers]
+    modified, reused = in_place_and_reused(module, [li.name for li in layers], spec.preprocess.input_size)
     return LoadedModel(spec=spec, module=module, layers=layers, weights_sha256=digest, first_conv=first_conv(module),
-                       clone_layers=modified_in_place(module, names, spec.preprocess.input_size),
-                       reused_layers=reused_layers(module, names, spec.preprocess.input_size))
+                       clone_layers=modified, reused_layers=reused)
 
 
 class Zoo:
