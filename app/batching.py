@@ -2,13 +2,16 @@
 
 Continuous batching, as in the dynamic batchers of serving systems with a zero queue delay: a
 request that finds a free inference slot runs at once (no waiting for companions, so a lone
-request pays no batching latency); while a batch is computing, requests queue up, and when it is
-done the next batch takes all that are waiting (up to ``max_batch``). One batch per key is in
-flight at a time: the passes of one model run one after another anyway (its lock), and a second
-batch started early would only be a smaller one. The slots are the
-:class:`~app.gate.Gate`'s, so the concurrency limit still holds. A request that has not started
-within the gate's wait gets :class:`~app.gate.Overloaded` (503 + Retry-After), and a full queue
-answers so at once instead of growing.
+request pays no batching latency); while the slots are computing, requests queue up, and when one
+is done the next batch takes all that are waiting (up to ``max_batch``). The slots are the
+:class:`~app.gate.Gate`'s, so the concurrency limit still holds; batches of one model may run at
+once (see :class:`~app.core.zoo.ModelLock`). The intra-op threads (``threads``) are shared out
+between the batches running: a lone batch uses them all, two running batches one each on two
+cores. Measured under ``bench/load.py``: a two-thread pass that shares the cores with the event
+loop spends much of its time waiting for its other half (a preempted thread stalls the pass at
+each barrier), while two one-thread passes side by side keep both cores busy. A request that has
+not started within the gate's wait gets :class:`~app.gate.Overloaded` (503 + Retry-After), and a
+full queue answers so at once instead of growing.
 """
 
 from __future__ import annotations
@@ -33,8 +36,9 @@ class _Item:
 class MicroBatcher:
     """One queue per key (model + what to capture); ``run(key, fn, x)`` returns ``fn(batch)[i]``."""
 
-    def __init__(self, gate: Gate, *, max_batch: int = 16, max_queue: int = 128) -> None:
+    def __init__(self, gate: Gate, *, max_batch: int = 16, max_queue: int = 128, threads: int = 1) -> None:
         self.gate = gate
+        self.threads = max(1, threads)
         self.max_batch = max_batch
         self.max_queue = max_queue
         self._queues: dict[str, asyncio.Queue[_Item]] = {}
@@ -69,12 +73,9 @@ class MicroBatcher:
             raise Overloaded(retry_after=max(1, round(self.gate.wait_s / 2))) from None
 
     async def _worker(self, key: str, q: asyncio.Queue[_Item]) -> None:
-        previous: asyncio.Task[None] | None = None
         while True:
             batch = [await q.get()]
-            if previous is not None and not previous.done():
-                await asyncio.wait([previous])  # the queue grows meanwhile: a fuller next batch
-            await self.gate.acquire()
+            await self.gate.acquire()  # while every slot computes, the queue grows: a fuller batch
             await asyncio.sleep(0)  # let requests that arrived in the same instant join
             while len(batch) < self._limits[key] and not q.empty():
                 batch.append(q.get_nowait())
@@ -84,13 +85,14 @@ class MicroBatcher:
                 continue
             for b in live:
                 b.started = True
-            task = previous = asyncio.create_task(self._process(self._fns[key], live))
+            threads = max(1, self.threads // max(1, self.gate.busy))
+            task = asyncio.create_task(self._process(self._fns[key], live, threads))
             self._inflight.add(task)
             task.add_done_callback(self._inflight.discard)
 
-    async def _process(self, fn: Callable[[torch.Tensor], list[object]], live: list[_Item]) -> None:
+    async def _process(self, fn: Callable[[torch.Tensor], list[object]], live: list[_Item], threads: int) -> None:
         try:
-            results = await run_blocking(fn, torch.cat([b.x for b in live]))
+            results = await run_blocking(_with_threads, threads, fn, torch.cat([b.x for b in live]))
         except Exception as e:  # a model error: every waiter hears it
             for b in live:
                 if not b.fut.done():
@@ -104,6 +106,11 @@ class MicroBatcher:
             if not b.fut.done():
                 b.fut.set_result(r)
 
+    @property
+    def running(self) -> int:
+        """Batches computing now."""
+        return len(self._inflight)
+
     async def close(self) -> None:
         for t in list(self._workers.values()) + list(self._inflight):
             t.cancel()
@@ -112,3 +119,10 @@ class MicroBatcher:
                 await t
             except (asyncio.CancelledError, Exception):
                 pass
+
+
+def _with_threads(threads: int, fn: Callable[[torch.Tensor], list[object]], batch: torch.Tensor) -> list[object]:
+    """``fn(batch)`` with ``threads`` intra-op threads in this worker thread (the setting is per thread)."""
+    if torch.get_num_threads() != threads:  # the first call also sets this thread up from the global value
+        torch.set_num_threads(threads)
+    return fn(batch)

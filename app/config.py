@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     # Serving.
     inference_concurrency: int = Field(max(1, min(4, os.cpu_count() or 1)),
                                        description="model forward passes running at once")
+    upload_concurrency: int = Field(4, ge=1, le=64, description="uploads decoded and stored at once (each holds "
+                                    "one decoded photo); apart from the inference slots")
     inference_wait_s: float = Field(10.0, description="how long a request waits for a slot before 503")
     torch_threads: int = Field(max(1, os.cpu_count() or 1), description="intra-op threads for torch")
     gil_switch_interval_ms: float = Field(0.5, gt=0, le=100, description="how often Python hands the GIL "

@@ -92,7 +92,7 @@ class FeatVisService:
     def _private_copy(self, lm: LoadedModel) -> torch.nn.Module:
         key = (lm.name, lm.weights_sha256)
         if key not in self._copies:
-            with lm.lock:
+            with lm.lock.exclusive():
                 self._copies[key] = fv.working_copy(lm.module)
         return self._copies[key]
 
@@ -118,7 +118,7 @@ def attribution_map(engine: Engine, lm: LoadedModel, rec: ImageRecord, method: s
     if method not in attr.METHODS:
         raise BadParameterError(f"method must be one of: {', '.join(attr.METHODS)}")
     x = lm.spec.preprocess.tensor(engine.picture(rec))
-    with lm.lock:
+    with lm.lock.exclusive():  # switches the module to gradients and back
         return _attribution(lm, x, method, target, layer, window, stride, fill, n, sigma)
 
 

@@ -22,7 +22,6 @@ requests never wait for it.
 from __future__ import annotations
 
 import argparse
-import copy
 import hashlib
 import io
 import json
@@ -483,7 +482,7 @@ def build(lm: LoadedModel, source: Source, ds: ImageDataset | GalleryDataset, is
     batch_size = batch_size or auto_batch_size(lm)
     pre = lm.spec.preprocess
     layers = _layers_of(lm)
-    module = copy.deepcopy(lm.module).eval()  # hooks go on a private copy: serving continues on the original
+    module = lm.private_copy()  # hooks go on a private copy: serving continues on the original
     acc = Accumulator(module, layers, k)
     n = len(ds)
     start = 0

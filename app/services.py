@@ -92,11 +92,11 @@ class Engine:
         self.gate = Gate(settings.inference_concurrency, settings.inference_wait_s)
         # Uploads (decode, sanitise, fsync'ed write) have their own slots: a disk flush must not
         # hold a slot that a forward pass could use.
-        self.upload_gate = Gate(settings.inference_concurrency, settings.inference_wait_s)
+        self.upload_gate = Gate(settings.upload_concurrency, settings.inference_wait_s)
         # Predictions batch widely (a CPU forward is ~1.9x cheaper per image at 32 than alone); full
         # analyses keep every activation, so their batches are as large as analysis_batch_mb allows.
-        self.predict_batcher = MicroBatcher(self.gate, max_batch=32)
-        self.analysis_batcher = MicroBatcher(self.gate, max_batch=16)
+        self.predict_batcher = MicroBatcher(self.gate, max_batch=32, threads=settings.torch_threads)
+        self.analysis_batcher = MicroBatcher(self.gate, max_batch=16, threads=settings.torch_threads)
         self._analyses = _LRU(settings.analysis_cache_mb * 1024 * 1024)  # activations are large
         self._probs: OrderedDict[tuple[str, str], torch.Tensor] = OrderedDict()
         self._pictures: OrderedDict[str, Image.Image] = OrderedDict()
@@ -184,14 +184,24 @@ class Engine:
         self._analyses.put(key, result)
         return result
 
-    def _input(self, lm: LoadedModel, rec: ImageRecord) -> torch.Tensor:
-        """The preprocessed (1, 3, H, W) input of ``lm`` for this photo, kept within input_cache_mb."""
-        key = (lm.name, rec.id)
+    def _kept_input(self, key: tuple[str, str]) -> torch.Tensor | None:
         with self._pic_lock:
             x = self._inputs.get(key)
             if x is not None:
                 self._inputs.move_to_end(key)
-                return x
+            return x
+
+    async def _input_async(self, lm: LoadedModel, rec: ImageRecord) -> torch.Tensor:
+        """:meth:`_input` for the event loop: a kept input without a thread hand-off."""
+        x = self._kept_input((lm.name, rec.id))
+        return x if x is not None else await run_blocking(self._input, lm, rec)
+
+    def _input(self, lm: LoadedModel, rec: ImageRecord) -> torch.Tensor:
+        """The preprocessed (1, 3, H, W) input of ``lm`` for this photo, kept within input_cache_mb."""
+        key = (lm.name, rec.id)
+        x = self._kept_input(key)
+        if x is not None:
+            return x
         x = lm.spec.preprocess.tensor(self.picture(rec))
         with self._pic_lock:
             if key not in self._inputs:
@@ -213,7 +223,7 @@ class Engine:
             hit = self._probs.get(key)
         if hit is not None:
             return hit
-        x = await run_blocking(self._input, lm, rec)
+        x = await self._input_async(lm, rec)
         probs = await self.predict_batcher.run(f"{lm.name}:probs", lambda b: predict_batch(lm, b), x)
         assert isinstance(probs, torch.Tensor)
         with self._pic_lock:
@@ -228,7 +238,7 @@ class Engine:
         hit = self._analyses.get(key)
         if hit is not None:
             return hit
-        x = await run_blocking(self._input, lm, rec)
+        x = await self._input_async(lm, rec)
         result = await self.analysis_batcher.run(f"{lm.name}:all", lambda b: analyze_batch(lm, b), x,
                                                  max_batch=self.analysis_batch_size(lm))
         assert isinstance(result, Analysis)
@@ -244,7 +254,7 @@ class Engine:
             return hit.activations[layer]
         if layer in lm.reused_layers:  # a module run twice: the full pass keeps its last output
             return (await self.analysis_async(lm, rec)).activations[layer]
-        x = await run_blocking(self._input, lm, rec)
+        x = await self._input_async(lm, rec)
         act = await self.analysis_batcher.run(f"{lm.name}:until:{layer}", lambda b: layer_batch(lm, b, layer), x,
                                               max_batch=self._batch_within_budget(4 * math.prod(info.output_shape)))
         assert isinstance(act, torch.Tensor)

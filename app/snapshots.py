@@ -152,9 +152,7 @@ class SnapshotZoo(Zoo):
             try:
                 m = nets.build(arch, n_classes)
             except ValueError:  # not one of our architectures: a copy of the served module
-                import copy
-
-                m = copy.deepcopy(base.module)
+                m = base.private_copy()
             # Weights-only snapshots may lack buffers (BN running stats): keep the freshly built ones.
             missing, unexpected = m.load_state_dict(state, strict=False)
             params = {k for k, _ in m.named_parameters()}

@@ -212,30 +212,43 @@ def test_an_upload_keeps_its_picture_with_the_stored_pixels(tmp_path: Path, zoo:
     np.testing.assert_array_equal(np.asarray(kept), np.asarray(fresh))
 
 
-def test_one_batch_per_key_in_flight_even_with_free_slots():
-    """With two slots, requests that queue behind a running batch of the same key still wait for it
-    and go as one batch (a second pass of the same model could only run after the first)."""
+def test_batches_of_one_model_run_side_by_side_and_share_the_threads():
+    """With two slots, the requests that queue while a batch computes go at once, as one batch, into
+    the free slot (passes of one model may run together: the hooks see only their own thread); a
+    lone batch gets every intra-op thread, two batches running together one each."""
     from app.batching import MicroBatcher
     from app.gate import Gate
 
-    fn, release, sizes = _first_batch_held(lambda v: v + 1)
+    release = threading.Event()
+    sizes: list[int] = []
+    threads: list[int] = []
+
+    def fn(b: torch.Tensor) -> list[object]:
+        sizes.append(len(b))
+        threads.append(torch.get_num_threads())
+        if len(sizes) == 1:
+            release.wait(5)
+        return [float(v) + 1 for v in b[:, 0]]
 
     async def go() -> list[object]:
-        batcher = MicroBatcher(Gate(2, 5.0), max_batch=16)
+        batcher = MicroBatcher(Gate(2, 5.0), max_batch=16, threads=2)
         try:
             first = asyncio.create_task(batcher.run("k", fn, torch.tensor([[0.0]])))
             while not sizes:
                 await asyncio.sleep(0.001)
             rest = [asyncio.create_task(batcher.run("k", fn, torch.tensor([[float(i)]]))) for i in range(1, 6)]
-            await asyncio.sleep(0.05)
-            assert sizes == [1], "the free second slot did not start a small batch early"
+            for _ in range(2000):
+                if len(sizes) == 2:
+                    break
+                await asyncio.sleep(0.001)
+            assert not release.is_set() and sizes == [1, 5], "the queued five ran while the first still computed"
             release.set()
             return list(await asyncio.gather(first, *rest))
         finally:
             await batcher.close()
 
     assert run_async(go) == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
-    assert sizes == [1, 5]
+    assert sizes == [1, 5] and threads == [2, 1]
 
 
 def test_an_upload_keeps_the_default_models_input_so_a_later_prediction_decodes_nothing(tmp_path: Path, zoo: Zoo):
@@ -299,3 +312,75 @@ def test_blocking_calls_run_in_the_apps_worker_threads_and_raise_there():
     names, err = run_async(go)
     assert names and all(n.startswith("convscope-worker") for n in names) and len(names) <= 3
     assert err == "bad photo"
+
+
+def test_hooks_of_one_thread_leave_other_threads_passes_alone():
+    """A pass that stops at a layer, or captures it, in one thread does not stop or record a plain pass
+    of the same module running in another thread at the same time."""
+    from app.core.probe import capture, forward_until
+
+    net = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
+    x = torch.randn(3, 4)
+    want = net(x)
+    inside, go_on = threading.Event(), threading.Event()
+    got: dict[str, object] = {}
+
+    def other() -> None:
+        inside.wait(5)
+        got["plain"] = net(x)  # while the main thread's hooks are registered
+        go_on.set()
+
+    t = threading.Thread(target=other)
+    t.start()
+    with forward_until(net, "1") as run, capture(net, ["0", "2"]) as acts:
+        inside.set()
+        go_on.wait(5)
+        assert acts == {}, "the other thread's pass was not captured"
+        stopped = run(x)
+    t.join()
+    assert torch.equal(got["plain"], want)
+    assert torch.equal(stopped, torch.relu(net[0](x))) and set(acts) == {"0"}
+
+
+def test_model_lock_passes_share_it_and_a_change_waits_for_them():
+    """Passes hold the lock together; an exclusive holder waits until they end, and passes that come
+    while it waits queue behind it (it is not starved); its holder may pass too (re-entrant)."""
+    from app.core.zoo import ModelLock
+
+    lock = ModelLock()
+    events: list[str] = []
+    a_in, a_out = threading.Event(), threading.Event()
+
+    def pass_a() -> None:
+        with lock.shared():
+            events.append("a in")
+            a_in.set()
+            a_out.wait(5)
+            events.append("a out")
+
+    def change() -> None:
+        with lock.exclusive():
+            events.append("change")
+            with lock.shared(), lock.exclusive():
+                events.append("change again")
+
+    def pass_b() -> None:
+        with lock.shared():
+            events.append("b")
+
+    ta = threading.Thread(target=pass_a)
+    ta.start()
+    a_in.wait(5)
+    with lock.shared():  # a second pass at the same time
+        events.append("main")
+    tc = threading.Thread(target=change)
+    tc.start()
+    time.sleep(0.05)  # the change is waiting for pass a
+    tb = threading.Thread(target=pass_b)
+    tb.start()
+    time.sleep(0.05)
+    assert events == ["a in", "main"], "the change waits for pass a, pass b waits behind the change"
+    a_out.set()
+    for t in (ta, tc, tb):
+        t.join(5)
+    assert events == ["a in", "main", "a out", "change", "change again", "b"]

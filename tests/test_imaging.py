@@ -153,3 +153,24 @@ def test_filter_grid_rgb_shows_colour_preference():
     assert tuple(tiles[1, 2, 2]) == (128, 128, 0)
     png = imaging.png_bytes(imaging.filter_grid(w))
     assert Image.open(io.BytesIO(png)).format == "PNG"
+
+
+@pytest.mark.parametrize("mode,size", [("RGB", (160, 120)), ("RGB", (1, 1)), ("L", (37, 5)), ("RGBA", (300, 90)),
+                                       ("RGB", (1000, 40))])
+def test_stored_png_is_read_back_pixel_for_pixel(mode: str, size: tuple[int, int]):
+    """Level 0 uploads are written unfiltered and undeflated; Pillow reads the same pixels, the chunk
+    CRCs verify and the zlib stream (several stored blocks when over 64 KB) has its checksum."""
+    import zlib
+
+    rng = np.random.default_rng(3)
+    arr = rng.integers(0, 256, (size[1], size[0], len(mode)), dtype=np.uint8)
+    im = Image.fromarray(arr[..., 0] if mode == "L" else arr, mode)
+    data = imaging.png_bytes(im, 0)
+    assert data == imaging.stored_png(im)
+    Image.open(io.BytesIO(data)).verify()  # signature and chunk CRCs
+    back = Image.open(io.BytesIO(data))
+    assert back.mode == mode and back.size == size and back.info == {}
+    assert np.array_equal(np.asarray(back), np.asarray(im))
+    idat = data[33 + 8:-12 - 4]  # after the signature, IHDR and IDAT's length + type; before its CRC and IEND
+    rows = zlib.decompress(idat)
+    assert len(rows) == size[1] * (1 + size[0] * len(mode)) and rows[0] == 0

@@ -74,7 +74,7 @@ def analyze_batch(lm: LoadedModel, batch: torch.Tensor, layers: Sequence[str] | 
     """Forward a preprocessed batch (N,3,H,W), capturing ``layers`` (default: every layer)."""
     names = [li.name for li in lm.layers] if layers is None else list(layers)
     # Some models change a layer's output in place later (ReLU(inplace), x += identity): copy those.
-    with lm.lock, capture(lm.module, names, clone=lm.clone_layers) as acts:
+    with lm.lock.shared(), capture(lm.module, names, clone=lm.clone_layers) as acts:
         logits = lm.module(batch)
     probs = torch.softmax(logits.float(), dim=1)
     if batch.shape[0] == 1:
@@ -91,7 +91,7 @@ def layer_batch(lm: LoadedModel, batch: torch.Tensor, layer: str) -> list[torch.
     Equal to the activation :func:`analyze_batch` keeps, for a layer whose module runs once per pass
     (``lm.reused_layers`` names the others); the layers after it are never computed.
     """
-    with lm.lock, forward_until(lm.module, layer) as run:
+    with lm.lock.shared(), forward_until(lm.module, layer) as run:
         out = run(batch)
     return list(out.unbind(0))
 
@@ -99,7 +99,7 @@ def layer_batch(lm: LoadedModel, batch: torch.Tensor, layer: str) -> list[torch.
 @torch.inference_mode()
 def predict_batch(lm: LoadedModel, batch: torch.Tensor) -> list[torch.Tensor]:
     """Class probabilities for a preprocessed batch, one tensor per image (no hooks)."""
-    with lm.lock:
+    with lm.lock.shared():
         logits = lm.module(batch)
     probs = torch.softmax(logits.float(), dim=1)
     return list(probs.unbind(0))

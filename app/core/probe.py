@@ -1,7 +1,9 @@
 """Capture activations by layer name, and describe a model's layers.
 
-Layers are named by their ``named_modules()`` path. Hooks live only inside :func:`capture`; they are
-removed in ``finally`` even when the forward pass raises.
+Layers are named by their ``named_modules()`` path. Hooks live only inside :func:`capture` and
+:func:`forward_until`; they are removed in ``finally`` even when the forward pass raises. They act
+only on the passes of the thread that opened the block, so other threads can run the same module at
+the same time (plain or hooked passes) without their outputs mixing.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from threading import get_ident
 
 import torch
 from torch import nn
@@ -63,16 +66,17 @@ def capture(model: nn.Module, names: Iterable[str], *, keep_grad: bool = False,
     ``keep_grad``). ``clone`` copies each output at hook time, which is needed when the model later
     changes that tensor in place (``ReLU(inplace=True)``, ``x += identity``). Hooks are removed on
     exit, also after an exception. ``clone`` may also name only the layers that need it
-    (see :func:`in_place_and_reused`).
+    (see :func:`in_place_and_reused`). Only this thread's passes are captured.
     """
     targets = resolve(model, names)
     to_clone = set(targets) if clone is True else set(clone or ())
     store: dict[str, torch.Tensor] = {}
     handles = []
+    owner = get_ident()
 
     def make_hook(name: str):  # type: ignore[no-untyped-def]
         def hook(_m: nn.Module, _inp: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
-            if isinstance(out, torch.Tensor):
+            if isinstance(out, torch.Tensor) and get_ident() == owner:
                 t = out if keep_grad else out.detach()
                 store[name] = t.clone() if name in to_clone else t
         return hook
@@ -98,12 +102,14 @@ def forward_until(model: nn.Module, name: str) -> Iterator[Callable[[torch.Tenso
 
     The layers after it are never computed (nor, later, differentiated): for an objective on an
     early layer that is most of the network's cost. A forward hook stops the pass by raising; it is
-    removed on exit, also after an exception.
+    removed on exit, also after an exception. Other threads' passes run through.
     """
     mod = resolve(model, [name])[name]
+    owner = get_ident()
 
     def hook(_m: nn.Module, _inp: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
-        raise _Reached(out)
+        if get_ident() == owner:
+            raise _Reached(out)
 
     handle = mod.register_forward_hook(hook)
 

@@ -18,7 +18,8 @@ import json
 import logging
 import math
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -96,6 +97,61 @@ class ModelSpec:
     weights_path: Path | None = None
 
 
+class ModelLock:
+    """Who may use a served module: forward passes share it, a change to it needs it alone.
+
+    Passes of several threads may run at once (eval mode, no state changes; the hooks of
+    :mod:`app.core.probe` see only their own thread's pass). Switching train/eval or requires_grad
+    (attribution), or copying the module, takes it exclusively: new passes wait while such a holder
+    waits, so it is not starved. The exclusive side is re-entrant and its holder may also pass.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._passes = 0
+        self._owner: int | None = None
+        self._depth = 0
+        self._waiting = 0
+
+    @contextmanager
+    def shared(self) -> Iterator[None]:
+        me = threading.get_ident()
+        with self._cond:
+            if self._owner != me:
+                while self._owner is not None or self._waiting:
+                    self._cond.wait()
+            self._passes += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._passes -= 1
+                if not self._passes:
+                    self._cond.notify_all()
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        me = threading.get_ident()
+        with self._cond:
+            if self._owner != me:
+                self._waiting += 1
+                try:
+                    while self._owner is not None or self._passes:
+                        self._cond.wait()
+                finally:
+                    self._waiting -= 1
+                self._owner = me
+            self._depth += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._depth -= 1
+                if not self._depth:
+                    self._owner = None
+                    self._cond.notify_all()
+
+
 @dataclass
 class LoadedModel:
     """A model ready to serve: eval-mode module, its layers and a hash of its weights."""
@@ -107,9 +163,9 @@ class LoadedModel:
     first_conv: str
     clone_layers: frozenset[str] = frozenset()
     reused_layers: frozenset[str] = frozenset()  # modules that run more than once per forward pass
-    # Forward hooks live on the module, so they would see other threads' passes too: every pass
-    # over this module (hooked or not) holds this lock. Long jobs work on a copy instead.
-    lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
+    # Forward passes hold it shared (several at once); attribution, which switches the module's
+    # modes, and copies hold it exclusively. Long jobs work on a copy.
+    lock: ModelLock = field(default_factory=ModelLock, repr=False, compare=False)
 
     @property
     def name(self) -> str:
@@ -122,6 +178,13 @@ class LoadedModel:
             if li.name == name:
                 return li
         raise UnknownLayerError(name, [li.name for li in self.layers])
+
+    def private_copy(self) -> nn.Module:
+        """A deep copy of the module in eval mode, for work that hooks or changes it (jobs)."""
+        import copy
+
+        with self.lock.exclusive():
+            return copy.deepcopy(self.module).eval()
 
     @property
     def total_parameters(self) -> int:

@@ -458,9 +458,7 @@ def _field_size(request: Request, engine: Engine, lm: LoadedModel, layer: str) -
     cache = request.app.state.__dict__.setdefault("examples_fields", {})
     key = (lm.name, lm.weights_sha256)
     if key not in cache:
-        import copy
-
-        cache[key] = receptive_fields(copy.deepcopy(lm.module), lm.spec.preprocess.input_size)
+        cache[key] = receptive_fields(lm.private_copy(), lm.spec.preprocess.input_size)
     lf = cache[key].get(layer)
     if lf is None:
         return lm.spec.preprocess.crop, lm.spec.preprocess.crop
