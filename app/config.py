@@ -52,6 +52,8 @@ class Settings(BaseSettings):
                                    "analysed together, as many as fit (1 to 16)")
     input_cache_mb: int = Field(16, ge=0, description="memory for preprocessed network inputs of recent photos "
                                 "(12 KB each for a 32x32 model), so that their next forward pass decodes nothing")
+    overview_cache_mb: int = Field(16, ge=0, description="memory for recent analysis overviews (probabilities and "
+                                   "every layer's per-channel stats: 50 KB for cifarnet, 0.8 MB for efficientnet-lite0)")
     analysis_cache_mb: int = Field(64, ge=0, description="memory for recent analyses (every layer's activations "
                                    "of one photo); the newest one is always kept, PNGs are cached on disk")
     worker_threads: int = Field(8, ge=1, le=64, description="threads for blocking work (decoding, encoding, "

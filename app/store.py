@@ -184,8 +184,9 @@ class Store:
         with self._lock:
             return int(self._db.execute("SELECT COUNT(*) FROM images").fetchone()[0])
 
-    def image_png(self, rec: ImageRecord) -> bytes:
-        """The stored PNG of an upload, checked against its recorded sha256."""
+    def image_png(self, rec: ImageRecord, *, verify: bool = True) -> bytes:
+        """The stored PNG of an upload, checked against its recorded sha256 (``verify=False``: the
+        caller checks it with :meth:`verify_image`, e.g. while it decodes)."""
         try:
             data = self._image_path(rec.sha256).read_bytes()
         except FileNotFoundError:
@@ -193,9 +194,15 @@ class Store:
             if self.get_image(rec.id) is None:
                 raise ImageGone(rec.id) from None
             raise
+        if verify:
+            self.verify_image(rec, data)
+        return data
+
+    @staticmethod
+    def verify_image(rec: ImageRecord, data: bytes) -> None:
+        """Raise :class:`StoreError` unless ``data`` is the stored PNG recorded for ``rec``."""
         if _sha(data) != rec.blob_sha256:
             raise StoreError(f"stored image {rec.id} is damaged (checksum mismatch)")
-        return data
 
     def delete_image(self, image_id: str) -> bool:
         """Remove an upload and everything cached from it."""

@@ -3,17 +3,19 @@
 For each served model, N distinct photos are uploaded first (not timed). Then, for each photo, in
 the same run:
 
-* endpoint: ``GET /api/images/{id}/analysis?model=`` over loopback HTTP, which preprocesses the
-  picture, runs one forward pass capturing every layer and returns predictions plus every layer's
-  per-channel min/max/mean as JSON (timed until the whole body has arrived; parsing it afterwards
-  is the client's work). Two cases, each photo once in each:
+* endpoint: ``GET /api/images/{id}/analysis?model=`` over loopback HTTP (http.client, one
+  keep-alive connection), which preprocesses the picture, runs one forward pass that takes every
+  layer's per-channel min/max/mean and returns them with the predictions as JSON (timed until the
+  whole body has arrived; parsing it afterwards is the client's work). Two cases, each photo once in each:
   - cold: no analysis and no decoded picture in memory (as after a restart): the stored PNG is
     read and decoded too;
   - after upload: the request a page makes right after its upload (the upload kept the decoded
     picture; no analysis cached).
-* bare: decode the same stored PNG + preprocess + a plain forward pass (no hooks), in-process.
+* bare: decode the same stored PNG + preprocess + a plain forward pass (no hooks; the traced
+  network that predictions run, when the model has one), in-process.
 
-Prints the median of each and their ratios (goal <= 1.25x). Times are printed only as context
+The server runs in this process, with the malloc settings of ``convscope serve``. Prints the
+median of each and their ratios (goal <= 1.25x). Times are printed only as context
 for the ratios: this machine is shared and noisy.
 
     .venv/bin/python bench/serve_latency.py [--n 15] [--models lenet,cifarnet,efficientnet-lite0]
@@ -22,7 +24,9 @@ for the ratios: this machine is shared and noisy.
 from __future__ import annotations
 
 import argparse
+import http.client
 import io
+import json
 import statistics
 import sys
 import tempfile
@@ -59,6 +63,10 @@ def main() -> None:
     args = ap.parse_args()
     import uvicorn
 
+    from app.cli import _limit_malloc_arenas
+
+    _limit_malloc_arenas()  # as `convscope serve` does
+
     tmp = Path(tempfile.mkdtemp())
     settings = Settings(data_dir=tmp / "data", models_dir=ROOT / "models")
     zoo = Zoo.load(discover(settings.models_dir, settings.torchvision_models))
@@ -72,9 +80,22 @@ def main() -> None:
     engine = app.state.engine
     print(f"{'model':22s} {'cold ms':>8s} {'after upload':>13s} {'bare ms':>8s} {'cold ratio':>11s} "
           f"{'upload ratio':>13s}")
+    # The timed requests go through http.client on one keep-alive connection: httpx costs about a
+    # millisecond of CPU a request, in this process, which also runs the server.
+    conn = http.client.HTTPConnection("127.0.0.1", 8765, timeout=120)
+
+    def get(path: str) -> bytes:
+        conn.request("GET", path)
+        r = conn.getresponse()
+        body = r.read()
+        if r.status != 200:
+            raise RuntimeError(f"{path}: HTTP {r.status} {body[:200]!r}")
+        return body
+
     with httpx.Client(base_url="http://127.0.0.1:8765", timeout=120) as c:
         for mi, name in enumerate(names):
             lm = zoo.get(name)
+            net = lm.plain if lm.plain is not None else lm.module  # the fastest plain pass (traced)
             ids = []
             for i in range(args.n + 1):
                 r = c.post("/api/images", files={"file": (f"{i}.jpg", photo(1000 * mi + i), "image/jpeg")})
@@ -85,20 +106,20 @@ def main() -> None:
             for j, iid in enumerate(ids):
                 rec = engine.image(iid)
                 engine.forget(rec.id)  # as after a restart: nothing of this photo in memory
+                path = f"/api/images/{iid}/analysis?model={name}"
                 t0 = time.perf_counter()
-                r = c.get(f"/api/images/{iid}/analysis", params={"model": name})
+                body = get(path)
                 t1 = time.perf_counter()  # the whole body has arrived (parsing it is the client's work)
-                r.raise_for_status()
-                r.json()
+                assert len(json.loads(body)["layers"]) == len(lm.layers)
                 engine.forget(rec.id)
                 engine.picture(rec)  # what the upload leaves in memory
                 tw = time.perf_counter()
-                c.get(f"/api/images/{iid}/analysis", params={"model": name}).raise_for_status()
+                get(path)
                 tw1 = time.perf_counter()
                 t2 = time.perf_counter()
                 with torch.inference_mode():
                     img = Image.open(io.BytesIO(store_png[j])).convert("RGB")
-                    lm.module(lm.spec.preprocess.tensor(img))
+                    net(lm.spec.preprocess.tensor(img))
                 t3 = time.perf_counter()
                 if j:  # the first round warms up every path
                     cold.append(t1 - t0)

@@ -201,3 +201,16 @@ def test_layer_partial_has_one_tile_per_channel(client: TestClient, uploaded: st
 def test_spanish_pages(client: TestClient, uploaded: str):
     r = client.get(f"/images/{uploaded}", params={"model": "lenet", "lang": "es"})
     assert "Parámetros en total" in r.text and 'lang="es"' in r.text and "lang=es" in r.text
+
+
+def test_analysis_json_keeps_no_activations_and_matches_the_layer_stats(client):
+    """The analysis endpoint runs an overview pass: nothing of the layers' outputs is kept (the
+    activation JSON of a layer computes it), and the stats agree with that layer's own JSON."""
+    iid = client.post("/api/images", files={"file": ("a.png", make_photo(seed=5, fmt="PNG"), "image/png")}).json()["id"]
+    body = client.get(f"/api/images/{iid}/analysis", params={"model": "cifarnet"}).json()
+    stats = client.get("/api/stats").json()
+    assert stats["analyses_kept"] == 0 and stats["overviews_kept"] == 1
+    stem = next(layer for layer in body["layers"] if layer["name"] == "stem")
+    act = client.get(f"/api/images/{iid}/activations/stem", params={"model": "cifarnet", "format": "json"}).json()
+    assert stem["min"] == pytest.approx(act["min"], abs=1e-6) and stem["max"] == pytest.approx(act["max"], abs=1e-6)
+    assert stem["mean"] == pytest.approx(act["mean"], rel=1e-5, abs=1e-6)

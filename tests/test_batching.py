@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import pytest
 import torch
 from torch import nn
 
@@ -384,3 +385,22 @@ def test_model_lock_passes_share_it_and_a_change_waits_for_them():
     for t in (ta, tc, tb):
         t.join(5)
     assert events == ["a in", "main", "a out", "change", "change again", "b"]
+
+
+@pytest.mark.parametrize("size", [(160, 120), (640, 480)])
+def test_a_damaged_stored_upload_is_never_decoded_into_use(tmp_path: Path, zoo: Zoo, size: tuple[int, int]):
+    """The stored PNG's checksum is checked on every read from disk (beside the decoding for large
+    files): one flipped byte raises StoreError and the picture is not kept."""
+    from app.store import StoreError
+
+    store = Store(tmp_path)
+    engine = Engine(Settings(data_dir=tmp_path), zoo, store)
+    rec = engine.ingest(make_photo(*size, seed=11, fmt="PNG"), "a.png").record
+    engine.forget(rec.id)
+    path = store._image_path(rec.sha256)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01  # a pixel byte: still a readable PNG
+    path.write_bytes(bytes(data))
+    with pytest.raises(StoreError, match="damaged"):
+        engine.picture(rec)
+    assert engine.stats()["pictures_kept"] == 0

@@ -194,3 +194,33 @@ def test_a_model_whose_trace_differs_or_is_not_known_to_trace_runs_eagerly():
     spec = ModelSpec(name="b", title="b", source="test", preprocess=CIFAR_PRE, categories=CIFAR_CLASSES,
                      load=BatchDependent)
     assert not spec.traceable and load_model(spec).plain is None
+
+
+def test_overview_pass_gives_every_layers_channel_stats_without_keeping_outputs(zoo: Zoo):
+    """The overview (analysis JSON) pass: probabilities equal a plain pass, and each layer's
+    per-channel min/max/mean equal those of the full analysis's activations (min/max exactly), for
+    each image of a batch; the traced summary gives bit for bit the eager one."""
+    import numpy as np
+
+    from app.core.inference import analyze_batch, overview_batch, overview_of, predict_batch
+    from app.core.traced import Summary
+
+    for name in zoo.names():
+        lm = zoo.get(name)
+        assert lm.summary_traced is not None
+        x = torch.randn(3, *lm.spec.preprocess.input_size, generator=torch.Generator().manual_seed(4))
+        ovs, full = overview_batch(lm, x), analyze_batch(lm, x)
+        for ov, a, p in zip(ovs, full, predict_batch(lm, x)):
+            torch.testing.assert_close(ov.probabilities, p, rtol=0, atol=1e-6)
+            ref = overview_of(lm, a)
+            assert set(ov.stats) == {li.name for li in lm.layers}
+            for li in lm.layers:
+                got, want = ov.stats[li.name], ref.stats[li.name]
+                assert got[0].shape == (li.channels,)
+                np.testing.assert_array_equal(got[0], want[0])
+                np.testing.assert_array_equal(got[1], want[1])
+                np.testing.assert_allclose(got[2], want[2], rtol=1e-5, atol=1e-6)
+        with torch.inference_mode():
+            eager, traced = Summary(lm.module, [li.name for li in lm.layers])(x), lm.summary(x)
+        assert len(eager) == len(traced) == 1 + 3 * len(lm.layers)
+        assert all(torch.equal(e, t) for e, t in zip(eager, traced))

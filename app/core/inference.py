@@ -53,6 +53,25 @@ class Analysis:
         return sum(a.numel() * a.element_size() for a in self.activations.values())
 
 
+Stats = tuple[np.ndarray, np.ndarray, np.ndarray]  # per channel: min, max, mean (float32)
+
+
+@dataclass(frozen=True)
+class Overview:
+    """What one image does in one model, in brief: class probabilities and, for every layer, the
+    per-channel min/max/mean of its output (the outputs themselves are not kept)."""
+
+    probabilities: torch.Tensor
+    stats: dict[str, Stats]
+
+    def top(self, categories: Sequence[str], k: int = 5) -> list[Prediction]:
+        return top_k(self.probabilities, categories, k)
+
+    @property
+    def nbytes(self) -> int:
+        return self.probabilities.numel() * 4 + sum(a.nbytes for st in self.stats.values() for a in st)
+
+
 def channel_stats(act: torch.Tensor) -> ChannelStats:
     """Stats over the spatial positions of each channel ((C,H,W)); a vector counts as C channels of 1."""
     lo, hi, mean = channel_stats_arrays(act)
@@ -82,6 +101,37 @@ def analyze_batch(lm: LoadedModel, batch: torch.Tensor, layers: Sequence[str] | 
     # Own copies per image, so that evicting one cached analysis frees its memory.
     return [Analysis(probabilities=probs[i].clone(), activations={k: v[i].clone() for k, v in acts.items()})
             for i in range(batch.shape[0])]
+
+
+@torch.inference_mode()
+def overview_batch(lm: LoadedModel, batch: torch.Tensor) -> list[Overview]:
+    """Probabilities and every layer's per-channel stats for a preprocessed batch, one per image.
+
+    One pass of ``lm.summary``: traced when the model has it (no Python between layers), the stats
+    taken right after each layer, and no layer's output kept (the pass reuses their memory)."""
+    with lm.lock.shared():
+        out = lm.summary(batch)
+    probs = torch.softmax(out[0].float(), dim=1)
+    arrays = [t.numpy() for t in out[1:]]  # (N, C) each: min, max, mean of layer 1, then layer 2...
+    names = [li.name for li in lm.layers]
+    own = batch.shape[0] > 1
+    return [Overview(probabilities=probs[i].clone() if own else probs[i],
+                     stats={n: (arrays[3 * j][i], arrays[3 * j + 1][i], arrays[3 * j + 2][i]) for j, n in enumerate(names)})
+            for i in range(batch.shape[0])]
+
+
+def overview_of(lm: LoadedModel, a: Analysis) -> Overview:
+    """The overview of a kept full analysis (stats from its activations)."""
+    memo: dict[tuple[object, ...], Stats] = {}
+    stats = {}
+    for li in lm.layers:
+        act = a.activations[li.name]
+        # Pass-through layers (Identity, Dropout in eval) hand on the very same tensor: stats once.
+        key = (act.data_ptr(), tuple(act.shape), act.stride())
+        if key not in memo:
+            memo[key] = channel_stats_arrays(act)
+        stats[li.name] = memo[key]
+    return Overview(probabilities=a.probabilities, stats=stats)
 
 
 @torch.inference_mode()

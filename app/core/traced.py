@@ -1,4 +1,4 @@
-"""A plain forward pass that runs without Python between its operations (a TorchScript trace).
+"""Forward passes that run without Python between their operations (TorchScript traces).
 
 An eager forward pass returns to Python after every operation and must take the interpreter's
 lock (GIL) back each time; while the event loop and other workers hold it, a pass waits at every
@@ -7,16 +7,20 @@ batch of 8 took 5,056 ms eager and 620 ms traced (efficientnet-lite0: 36.4 vs 7.
 graph calls the very same kernels, so its outputs are bit for bit the eager ones (checked at load,
 and in the tests).
 
-It is used for passes without hooks only (predictions): hooks are Python and a trace does not
-run them. ``torch.jit.trace`` is deprecated in favour of ``torch.compile``/``torch.export``,
-whose graphs still run their operations from Python (or need a C++ toolchain at start-up); torch is
-pinned, and a model that does not trace (or whose trace differs) is served eagerly.
+Plain passes (predictions) run :func:`trace_plain`'s graph; the analysis summaries (predictions +
+every layer's per-channel stats) :func:`trace_summary`'s.
+
+``torch.jit.trace`` is deprecated in favour of ``torch.compile``/``torch.export``, whose graphs
+still run their operations from Python (or need a C++ toolchain at start-up); torch is pinned, and
+a model that does not trace (or whose trace differs) is served eagerly.
 """
 
 from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Sequence
+from threading import get_ident
 
 import torch
 from torch import nn
@@ -39,5 +43,64 @@ def trace_plain(module: nn.Module, input_size: tuple[int, ...]) -> torch.jit.Scr
                     return None
     except Exception as e:  # noqa: BLE001 - any tracing failure: serve eagerly
         log.warning("%s does not trace (%s); served eagerly", type(module).__name__, e)
+        return None
+    return traced
+
+
+class Summary(nn.Module):
+    """The network, returning its logits and each named layer's per-channel (min, max, mean) over
+    the positions: a flat tuple ``(logits, min_1, max_1, mean_1, min_2, ...)``, each (N, C).
+
+    The stats are taken in a forward hook, right after each layer while its output is in the cache,
+    and the outputs themselves are not kept: the pass reuses their memory like a plain one (an
+    efficientnet-lite0 analysis that keeps every output holds 100 MB). Run eagerly, its hooks act
+    only on the calling thread's pass; traced (:func:`trace_summary`), the hooks ran once, while
+    tracing, and their operations are part of the graph.
+    """
+
+    def __init__(self, module: nn.Module, names: Sequence[str]) -> None:
+        super().__init__()
+        self.net = module
+        self.names = list(names)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        found: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+        owner = get_ident()
+
+        def make_hook(name: str):  # type: ignore[no-untyped-def]
+            def hook(_m: nn.Module, _i: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
+                if get_ident() == owner:
+                    flat = out.reshape(out.shape[0], out.shape[1], -1).float()
+                    found[name] = (flat.amin(2), flat.amax(2), flat.mean(2))
+            return hook
+
+        mods = dict(self.net.named_modules())
+        handles = [mods[n].register_forward_hook(make_hook(n)) for n in self.names]
+        try:
+            logits = self.net(x)
+        finally:
+            for h in handles:
+                h.remove()
+        return (logits, *(t for n in self.names for t in found[n]))
+
+
+@torch.inference_mode()
+def trace_summary(module: nn.Module, names: Sequence[str], input_size: tuple[int, ...]) -> torch.jit.ScriptModule | None:
+    """A traced :class:`Summary` of ``module``, checked equal to the eager one on random inputs of
+    batch 1 and 3; else None."""
+    summary = Summary(module, names)
+    gen = torch.Generator().manual_seed(1)
+    xs = [torch.randn(n, *input_size, generator=gen) for n in (1, 3)]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            traced = torch.jit.trace(summary, xs[0], check_trace=False)
+            for x in xs + xs:
+                want, got = summary(x), traced(x)
+                if len(want) != len(got) or not all(torch.equal(a, b) for a, b in zip(want, got)):
+                    log.warning("%s: its traced summary differs from the eager one; run eagerly", type(module).__name__)
+                    return None
+    except Exception as e:  # noqa: BLE001 - any tracing failure: run eagerly
+        log.warning("%s: no traced summary (%s); run eagerly", type(module).__name__, e)
         return None
     return traced

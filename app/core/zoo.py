@@ -31,7 +31,7 @@ from torch import nn
 from app.core import nets
 from app.core.errors import NotFoundError
 from app.core.probe import LayerInfo, first_conv, in_place_and_reused, summarize
-from app.core.traced import trace_plain
+from app.core.traced import Summary, trace_plain, trace_summary
 
 log = logging.getLogger("convscope.zoo")
 
@@ -170,6 +170,8 @@ class LoadedModel:
     reused_layers: frozenset[str] = frozenset()  # modules that run more than once per forward pass
     # The same network traced (see app.core.traced): plain passes run without the GIL. None: eager.
     plain: torch.jit.ScriptModule | None = field(default=None, repr=False, compare=False)
+    # Likewise for overviews (probabilities + every layer's per-channel stats; see app.core.traced).
+    summary_traced: torch.jit.ScriptModule | None = field(default=None, repr=False, compare=False)
     # Forward passes hold it shared (several at once); attribution, which switches the module's
     # modes, and copies hold it exclusively. Long jobs work on a copy.
     lock: ModelLock = field(default_factory=ModelLock, repr=False, compare=False)
@@ -192,6 +194,13 @@ class LoadedModel:
 
         with self.lock.exclusive():
             return copy.deepcopy(self.module).eval()
+
+    @functools.cached_property
+    def summary(self) -> nn.Module:
+        """The overview pass: the traced one when the model has it, else the eager :class:`Summary`."""
+        if self.summary_traced is not None:
+            return self.summary_traced
+        return Summary(self.module, [li.name for li in self.layers])
 
     @property
     def total_parameters(self) -> int:
@@ -334,10 +343,13 @@ def load_model(spec: ModelSpec) -> LoadedModel:
     digest = _sha256_file(spec.weights_path) if spec.weights_path and spec.weights_path.is_file() \
         else _state_sha256(module)
     layers = summarize(module, spec.preprocess.input_size)
-    modified, reused = in_place_and_reused(module, [li.name for li in layers], spec.preprocess.input_size)
+    names = [li.name for li in layers]
+    size = spec.preprocess.input_size
+    modified, reused = in_place_and_reused(module, names, size)
     return LoadedModel(spec=spec, module=module, layers=layers, weights_sha256=digest, first_conv=first_conv(module),
                        clone_layers=modified, reused_layers=reused,
-                       plain=trace_plain(module, spec.preprocess.input_size) if spec.traceable else None)
+                       plain=trace_plain(module, size) if spec.traceable else None,
+                       summary_traced=trace_summary(module, names, size) if spec.traceable else None)
 
 
 class Zoo:
