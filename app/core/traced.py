@@ -28,21 +28,30 @@ from torch import nn
 log = logging.getLogger("convscope")
 
 
-@torch.inference_mode()
 def trace_plain(module: nn.Module, input_size: tuple[int, ...]) -> torch.jit.ScriptModule | None:
     """A traced copy of ``module`` (eval mode) that equals it on random inputs of batch 1 and 3, else None."""
+    return _checked_trace(module, input_size, "forward pass")
+
+
+@torch.inference_mode()
+def _checked_trace(module: nn.Module, input_size: tuple[int, ...], what: str) -> torch.jit.ScriptModule | None:
+    """``torch.jit.trace(module)`` if its outputs equal the eager module's, bit for bit, on random
+    inputs of batch 1 and 3 (each twice: the executor specialises the graph after a first run); else None."""
+    name = type(module.net if isinstance(module, Summary) else module).__name__
     gen = torch.Generator().manual_seed(0)
-    probes = [torch.randn(n, *input_size, generator=gen) for n in (1, 3)]
+    xs = [torch.randn(n, *input_size, generator=gen) for n in (1, 3)]
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # deprecation and tracer notes
-            traced = torch.jit.trace(module, probes[0], check_trace=False)
-            for x in probes + probes:  # twice: the executor specialises the graph after a first run
-                if not torch.equal(traced(x), module(x)):
-                    log.warning("%s: its trace differs from the eager pass; served eagerly", type(module).__name__)
+            traced = torch.jit.trace(module, xs[0], check_trace=False)
+            for x in xs + xs:
+                want, got = module(x), traced(x)
+                want, got = (want, got) if isinstance(want, tuple) else ((want,), (got,))
+                if len(want) != len(got) or not all(torch.equal(a, b) for a, b in zip(want, got)):
+                    log.warning("%s: the traced %s differs from the eager one; it runs eagerly", name, what)
                     return None
-    except Exception as e:  # noqa: BLE001 - any tracing failure: serve eagerly
-        log.warning("%s does not trace (%s); served eagerly", type(module).__name__, e)
+    except Exception as e:  # noqa: BLE001 - any tracing failure: run eagerly
+        log.warning("%s: the %s does not trace (%s); it runs eagerly", name, what, e)
         return None
     return traced
 
@@ -84,23 +93,6 @@ class Summary(nn.Module):
         return (logits, *(t for n in self.names for t in found[n]))
 
 
-@torch.inference_mode()
 def trace_summary(module: nn.Module, names: Sequence[str], input_size: tuple[int, ...]) -> torch.jit.ScriptModule | None:
-    """A traced :class:`Summary` of ``module``, checked equal to the eager one on random inputs of
-    batch 1 and 3; else None."""
-    summary = Summary(module, names)
-    gen = torch.Generator().manual_seed(1)
-    xs = [torch.randn(n, *input_size, generator=gen) for n in (1, 3)]
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            traced = torch.jit.trace(summary, xs[0], check_trace=False)
-            for x in xs + xs:
-                want, got = summary(x), traced(x)
-                if len(want) != len(got) or not all(torch.equal(a, b) for a, b in zip(want, got)):
-                    log.warning("%s: its traced summary differs from the eager one; run eagerly", type(module).__name__)
-                    return None
-    except Exception as e:  # noqa: BLE001 - any tracing failure: run eagerly
-        log.warning("%s: no traced summary (%s); run eagerly", type(module).__name__, e)
-        return None
-    return traced
+    """A traced :class:`Summary` of ``module``, checked equal to the eager one; else None."""
+    return _checked_trace(Summary(module, names), input_size, "summary pass")
