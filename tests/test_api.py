@@ -214,3 +214,10 @@ def test_analysis_json_keeps_no_activations_and_matches_the_layer_stats(client):
     act = client.get(f"/api/images/{iid}/activations/stem", params={"model": "cifarnet", "format": "json"}).json()
     assert stem["min"] == pytest.approx(act["min"], abs=1e-6) and stem["max"] == pytest.approx(act["max"], abs=1e-6)
     assert stem["mean"] == pytest.approx(act["mean"], rel=1e-5, abs=1e-6)
+
+
+def test_favicon_ico_leads_to_the_svg_icon(client):
+    r = client.get("/favicon.ico", follow_redirects=False)
+    assert r.status_code == 301 and r.headers["location"] == "/static/favicon.svg"
+    icon = client.get("/favicon.ico")
+    assert icon.status_code == 200 and icon.headers["content-type"].startswith("image/svg+xml")

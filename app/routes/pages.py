@@ -201,3 +201,9 @@ async def filters_page(request: Request, engine: EngineDep, model: Annotated[str
     return render(request, "filters.html", {
         "model": lm, "layer": layer or lm.first_conv, "view": view, "src": _data_uri(png), "shape": list(w.shape),
         "lo": _fmt(float(w.min())), "hi": _fmt(float(w.max()))}, block="filters")
+
+
+@router.get("/favicon.ico")
+async def favicon() -> RedirectResponse:
+    """Browsers ask for it on documents without a <link rel=icon> (e.g. an opened PNG)."""
+    return RedirectResponse("/static/favicon.svg", status_code=301)
