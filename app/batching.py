@@ -106,11 +106,6 @@ class MicroBatcher:
             if not b.fut.done():
                 b.fut.set_result(r)
 
-    @property
-    def running(self) -> int:
-        """Batches computing now."""
-        return len(self._inflight)
-
     async def close(self) -> None:
         for t in list(self._workers.values()) + list(self._inflight):
             t.cancel()

@@ -12,6 +12,7 @@ import threading
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
 
 import numpy as np
 import torch
@@ -41,29 +42,37 @@ class BadParameterError(ValueError):
     """A query parameter out of range (channel, k, view...)."""
 
 
+class _Sized(Protocol):
+    @property
+    def nbytes(self) -> int: ...
+
+
+V = TypeVar("V", bound=_Sized)
+
+
 @dataclass(frozen=True)
 class Upload:
     record: ImageRecord
     created: bool
 
 
-class _LRU:
-    """A byte-bounded LRU of analyses (activations are large: keep only recent ones)."""
+class _LRU(Generic[V]):
+    """A byte-bounded LRU of results by (model, image) (activations are large: keep only recent ones)."""
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
-        self._d: OrderedDict[tuple[str, str], Analysis] = OrderedDict()
+        self._d: OrderedDict[tuple[str, str], V] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
 
-    def get(self, key: tuple[str, str]) -> Analysis | None:
+    def get(self, key: tuple[str, str]) -> V | None:
         with self._lock:
             v = self._d.get(key)
             if v is not None:
                 self._d.move_to_end(key)
             return v
 
-    def put(self, key: tuple[str, str], value: Analysis) -> None:
+    def put(self, key: tuple[str, str], value: V) -> None:
         with self._lock:
             if key in self._d:
                 return
@@ -98,10 +107,9 @@ class Engine:
         # analyses keep every activation, so their batches are as large as analysis_batch_mb allows.
         self.predict_batcher = MicroBatcher(self.gate, max_batch=32, threads=settings.torch_threads)
         self.analysis_batcher = MicroBatcher(self.gate, max_batch=16, threads=settings.torch_threads)
-        self._analyses = _LRU(settings.analysis_cache_mb * 1024 * 1024)  # activations are large
+        self._analyses: _LRU[Analysis] = _LRU(settings.analysis_cache_mb * 1024 * 1024)  # activations are large
+        self._overviews: _LRU[Overview] = _LRU(settings.overview_cache_mb * 1024 * 1024)
         self._probs: OrderedDict[tuple[str, str], torch.Tensor] = OrderedDict()
-        self._overviews: OrderedDict[tuple[str, str], Overview] = OrderedDict()
-        self._overviews_bytes = 0
         self._pictures: OrderedDict[str, Image.Image] = OrderedDict()
         # Preprocessed network inputs (a few KB for a 32x32 model): a later forward pass of a photo
         # needs no PNG decode. The default model's is made at upload, while the picture is at hand.
@@ -177,6 +185,7 @@ class Engine:
     def forget(self, image_id: str) -> None:
         """Drop what memory holds for an upload (analyses, picture, probabilities); the store keeps it."""
         self._analyses.drop_image(image_id)
+        self._overviews.drop_image(image_id)
         with self._pic_lock:
             self._pictures.pop(image_id, None)
             for key in [k for k in self._inputs if k[1] == image_id]:
@@ -184,8 +193,6 @@ class Engine:
                 self._inputs_bytes -= x.numel() * x.element_size()
             for key in [k for k in self._probs if k[1] == image_id]:
                 del self._probs[key]
-            for key in [k for k in self._overviews if k[1] == image_id]:
-                self._overviews_bytes -= self._overviews.pop(key).nbytes
 
     # -- analyses ---------------------------------------------------------------------------
     def model(self, name: str) -> LoadedModel:
@@ -243,11 +250,14 @@ class Engine:
         x = await self._input_async(lm, rec)
         probs = await self.predict_batcher.run(f"{lm.name}:probs", lambda b: predict_batch(lm, b), x)
         assert isinstance(probs, torch.Tensor)
+        self._remember_probs(key, probs)
+        return probs
+
+    def _remember_probs(self, key: tuple[str, str], probs: torch.Tensor) -> None:
         with self._pic_lock:
             self._probs[key] = probs
             while len(self._probs) > 4096:
                 self._probs.popitem(last=False)
-        return probs
 
     async def analysis_async(self, lm: LoadedModel, rec: ImageRecord) -> Analysis:
         """:meth:`analysis` for the event loop: batched with concurrent requests, kept in the LRU."""
@@ -266,11 +276,9 @@ class Engine:
         """Probabilities + every layer's per-channel stats: from a kept analysis, else from a batched
         pass that keeps no layer's output (kept within overview_cache_mb)."""
         key = (lm.name, rec.id)
-        with self._pic_lock:
-            hit = self._overviews.get(key)
-            if hit is not None:
-                self._overviews.move_to_end(key)
-                return hit
+        hit = self._overviews.get(key)
+        if hit is not None:
+            return hit
         full = self._analyses.get(key)
         if full is not None:
             ov = await run_blocking(overview_of, lm, full)
@@ -279,16 +287,8 @@ class Engine:
             got = await self.analysis_batcher.run(f"{lm.name}:overview", lambda b: overview_batch(lm, b), x)
             assert isinstance(got, Overview)
             ov = got
-        with self._pic_lock:
-            if key not in self._overviews:
-                self._overviews[key] = ov
-                self._overviews_bytes += ov.nbytes
-                limit = self.settings.overview_cache_mb * 1024 * 1024
-                while self._overviews_bytes > limit and len(self._overviews) > 1:
-                    self._overviews_bytes -= self._overviews.popitem(last=False)[1].nbytes
-            self._probs[key] = ov.probabilities
-            while len(self._probs) > 4096:
-                self._probs.popitem(last=False)
+        self._overviews.put(key, ov)
+        self._remember_probs(key, ov.probabilities)
         return ov
 
     async def layer_activation_async(self, lm: LoadedModel, rec: ImageRecord, layer: str) -> torch.Tensor:
@@ -313,11 +313,10 @@ class Engine:
 
         with self._pic_lock:
             pictures, probs, inputs = len(self._pictures), len(self._probs), len(self._inputs)
-            overviews = len(self._overviews)
         return {"predictions": batcher(self.predict_batcher), "analyses": batcher(self.analysis_batcher),
                 "overload_refusals": self.gate.rejected + self.upload_gate.rejected,
                 "analyses_kept": self._analyses.count, "pictures_kept": pictures, "probabilities_kept": probs,
-                "inputs_kept": inputs, "overviews_kept": overviews}
+                "inputs_kept": inputs, "overviews_kept": self._overviews.count}
 
     def analysis_batch_size(self, lm: LoadedModel) -> int:
         """How many photos one batched full analysis of ``lm`` takes (activations within analysis_batch_mb)."""

@@ -96,7 +96,7 @@ class ModelSpec:
     load: Callable[[], nn.Module]
     card: dict[str, Any] = field(default_factory=dict)
     # Its forward is a fixed graph (no Python control flow or side effects that depend on the
-    # input), so plain passes may run traced (app.core.traced). Set for our nets, timm's
+    # input), so its plain and summary passes may run traced (app.core.traced). Set for our nets, timm's
     # EfficientNet and torchvision's classifiers; a model of unknown make runs eagerly.
     traceable: bool = False
     weights_path: Path | None = None
