@@ -43,6 +43,21 @@ SECURITY_HEADERS = {
 }
 
 
+def _release_free_heap() -> None:
+    """Hand the heap memory that loading left free back to the system (glibc's malloc_trim).
+
+    Loading and checking the traced passes runs each model on a few batches; with the 32 MB mmap
+    threshold of ``convscope serve`` that memory stays in the heap once freed. Measured with the
+    three bundled models: 414 -> 350 MB over the interpreter. Elsewhere (musl, macOS) it does nothing."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def create_app(settings: Settings | None = None, *, zoo: Zoo | None = None) -> FastAPI:
     """Build the application. ``zoo`` may be given (tests); otherwise it is loaded at start-up."""
     settings = settings or get_settings()
@@ -63,6 +78,7 @@ def create_app(settings: Settings | None = None, *, zoo: Zoo | None = None) -> F
                                   if settings.models_dir.is_dir() else [])
         store = Store(settings.data_dir)
         app.state.engine = Engine(settings, the_zoo, store)
+        _release_free_heap()
         log.info("convscope %s serving %s", __version__, ", ".join(the_zoo.names()))
         try:
             yield
