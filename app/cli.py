@@ -14,9 +14,9 @@ def _limit_malloc_arenas(n: int = 2, mmap_threshold: int = 32 * 1024 * 1024) -> 
 
     Blocks under ``mmap_threshold`` come from the arenas' heaps and are reused; larger ones get
     their own mapping, returned to the system when freed. A fixed threshold also turns off glibc's
-    own adjustment of it. At 128 KB every activation of a batch was a fresh mapping whose pages
-    fault in on first touch (and a TLB flush when unmapped): a forward pass cost ~1.7x its CPU time
-    in a plain loop. At 32 MB (the most glibc's adjustment would reach), two servers loaded in
+    own adjustment of it. At 128 KB every activation of a batch is a fresh mapping whose pages
+    fault in on first touch; under load a forward pass took ~1.7x the CPU time it takes in a plain
+    loop. At 32 MB (the most glibc's adjustment would reach), two servers loaded in
     turns (3 rounds of 3,000 requests of bench/load.py's mix) used 3.76 vs 4.18 ms of CPU a
     request, +10 % throughput, for ~25 MB more resident once the bounded caches are full."""
     import ctypes

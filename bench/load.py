@@ -84,7 +84,7 @@ def raw_forward_throughput(model: str, seconds: float = 2.5) -> dict[str, float]
     lm = zoo.get(model)
     cores = os.cpu_count() or 1
 
-    net = lm.plain if lm.plain is not None else lm.module  # the pass the server's predictions run
+    net = lm.plain_pass  # the pass the server's predictions run
 
     def loop(threads: int, counts: list[int], stop: float) -> None:
         torch.get_num_threads()

@@ -95,7 +95,7 @@ def main() -> None:
     with httpx.Client(base_url="http://127.0.0.1:8765", timeout=120) as c:
         for mi, name in enumerate(names):
             lm = zoo.get(name)
-            net = lm.plain if lm.plain is not None else lm.module  # the fastest plain pass (traced)
+            net = lm.plain_pass  # the fastest plain pass (traced)
             ids = []
             for i in range(args.n + 1):
                 r = c.post("/api/images", files={"file": (f"{i}.jpg", photo(1000 * mi + i), "image/jpeg")})

@@ -151,7 +151,7 @@ def predict_batch(lm: LoadedModel, batch: torch.Tensor) -> list[torch.Tensor]:
     """Class probabilities for a preprocessed batch, one tensor per image (no hooks: the traced pass
     when the model has one, which needs no GIL between layers)."""
     with lm.lock.shared():
-        logits = (lm.plain if lm.plain is not None else lm.module)(batch)
+        logits = lm.plain_pass(batch)
     probs = torch.softmax(logits.float(), dim=1)
     return list(probs.unbind(0))
 

@@ -195,6 +195,11 @@ class LoadedModel:
         with self.lock.exclusive():
             return copy.deepcopy(self.module).eval()
 
+    @property
+    def plain_pass(self) -> nn.Module:
+        """The module for passes without hooks: the traced one when the model has it."""
+        return self.plain if self.plain is not None else self.module
+
     @functools.cached_property
     def summary(self) -> nn.Module:
         """The overview pass: the traced one when the model has it, else the eager :class:`Summary`."""
