@@ -6,11 +6,12 @@ request pays no batching latency); while the slots are computing, requests queue
 is done the next batch takes all that are waiting (up to ``max_batch``). The slots are the
 :class:`~app.gate.Gate`'s, so the concurrency limit still holds; batches of one model may run at
 once (see :class:`~app.core.zoo.ModelLock`). The intra-op threads (``threads``) are shared out
-between the batches running: a lone batch uses them all, two running batches one each on two
-cores. Measured on 2 cores (cifarnet, plain loop): two one-thread passes of batch 8 side by side
-gave 621 img/s, one two-thread pass of batch 16 513 img/s. A request that has
-not started within the gate's wait gets :class:`~app.gate.Overloaded` (503 + Retry-After), and a
-full queue answers so at once instead of growing.
+between the batches running: a lone batch uses them all on the process's lead thread
+(:mod:`app.compute`), two running batches one each on two cores. Measured on 2 cores (cifarnet,
+plain loop): two one-thread passes of batch 8 side by side gave 621 img/s, one two-thread pass of
+batch 16 513 img/s. A request that has not started within the gate's wait gets
+:class:`~app.gate.Overloaded` (503 + Retry-After), and a full queue answers so at once instead of
+growing.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from app.blocking import run_blocking
+from app import compute
 from app.gate import Gate, Overloaded
 
 
@@ -91,7 +92,7 @@ class MicroBatcher:
 
     async def _process(self, fn: Callable[[torch.Tensor], list[object]], live: list[_Item], threads: int) -> None:
         try:
-            results = await run_blocking(_with_threads, threads, fn, torch.cat([b.x for b in live]))
+            results = await compute.run_async(fn, torch.cat([b.x for b in live]), threads=threads)
         except Exception as e:  # a model error: every waiter hears it
             for b in live:
                 if not b.fut.done():
@@ -114,9 +115,3 @@ class MicroBatcher:
             except (asyncio.CancelledError, Exception):
                 pass
 
-
-def _with_threads(threads: int, fn: Callable[[torch.Tensor], list[object]], batch: torch.Tensor) -> list[object]:
-    """``fn(batch)`` with ``threads`` intra-op threads in this worker thread (the setting is per thread)."""
-    if torch.get_num_threads() != threads:  # the first call also sets this thread up from the global value
-        torch.set_num_threads(threads)
-    return fn(batch)

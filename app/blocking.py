@@ -25,6 +25,8 @@ async def run_blocking(fn: Callable[..., T], *args: object) -> T:
 
 def install_executor(workers: int) -> ThreadPoolExecutor:
     """Give the running loop a default executor of ``workers`` threads (returned, to shut down)."""
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="convscope-worker")
+    from app.compute import single_threaded  # workers never open OpenMP teams (see app.compute)
+
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="convscope-worker", initializer=single_threaded)
     asyncio.get_running_loop().set_default_executor(pool)
     return pool

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Callable
 from typing import TypeVar
 
-from app.blocking import run_blocking
+from app import compute
 
 T = TypeVar("T")
 
@@ -22,8 +22,9 @@ class Overloaded(RuntimeError):
 class Gate:
     """At most ``limit`` model calls at once; each caller waits at most ``wait_s`` for a slot."""
 
-    def __init__(self, limit: int, wait_s: float) -> None:
+    def __init__(self, limit: int, wait_s: float, threads: int = 1) -> None:
         self.limit = max(1, limit)
+        self.threads = max(1, threads)  # intra-op threads shared out between the calls running
         self.wait_s = wait_s
         self._sem: asyncio.Semaphore | None = None
         self.waiting = 0
@@ -51,7 +52,8 @@ class Gate:
         self._semaphore().release()
 
     async def run(self, fn: Callable[..., T], *args: object) -> T:
-        """Run ``fn(*args)`` in a worker thread once a slot is free, or raise :class:`Overloaded`."""
+        """Run ``fn(*args)`` in a worker thread once a slot is free, or raise :class:`Overloaded`; a call
+        that runs alone gets the lead thread's intra-op threads (:mod:`app.compute`) when it is free."""
         sem = self._semaphore()
         self.waiting += 1
         try:
@@ -63,7 +65,7 @@ class Gate:
             self.waiting -= 1
         self.busy += 1
         try:
-            return await run_blocking(fn, *args)
+            return await compute.run_async(fn, *args, threads=self.threads // self.busy)
         finally:
             self.busy -= 1
             sem.release()

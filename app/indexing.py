@@ -22,6 +22,7 @@ requests never wait for it.
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import io
 import json
@@ -43,6 +44,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from app import compute
 from app.core.data import CIFAR10_ALIAS, ImageDataset, open_dataset
 from app.core.examples import Accumulator, ExamplesIndex, IndexPart, finalize
 from app.core.receptive import receptive_fields
@@ -653,9 +655,11 @@ class IndexJobs:
                 job.done, job.total, job.rate, job.eta_s = p.done, p.total, p.rate, p.eta_s
                 job.resumed_from = p.resumed_from
 
-            build(lm, source, ds, self.istore, k=k, batch_size=self.batch_size, workers=workers,
-                  checkpoint_every=self.checkpoint_every, progress=on_progress, should_stop=lambda: job.cancel,
-                  throttle_s=lambda: self.throttle_s, base=base, mp_context="spawn")
+            # on the lead thread's intra-op threads when it is free, else on this one's (see app.compute)
+            compute.lead().run(functools.partial(
+                build, lm, source, ds, self.istore, k=k, batch_size=self.batch_size, workers=workers,
+                checkpoint_every=self.checkpoint_every, progress=on_progress, should_stop=lambda: job.cancel,
+                throttle_s=lambda: self.throttle_s, base=base, mp_context="spawn"))
             job.state, job.message = "done", "finished"
         except BuildCancelled:
             job.state, job.message = "cancelled", "cancelled"

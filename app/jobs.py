@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from app import compute
 from app.gate import Gate, Overloaded
 
 
@@ -106,7 +107,7 @@ class JobQueue:
                 continue
             job.status = "running"
             try:
-                fn(job)
+                compute.lead().run(fn, job)  # on the lead thread's intra-op threads when it is free
                 if job.status == "running":
                     job.status = "cancelled" if job.cancel_requested else "done"
             except Exception as e:  # reported to the client; the worker keeps going

@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import anyio.to_thread
-import torch
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
@@ -16,7 +15,7 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app import __version__
+from app import __version__, compute
 from app.blocking import install_executor
 from app.config import ROOT, Settings, get_settings
 from app.core.errors import NotFoundError
@@ -64,7 +63,9 @@ def create_app(settings: Settings | None = None, *, zoo: Zoo | None = None) -> F
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        torch.set_num_threads(settings.torch_threads)
+        # One thread (the lead) runs torch on several intra-op threads, the others on one each:
+        # a second OpenMP team in the process made every pass ~3x slower (see app.compute).
+        compute.setup(settings.torch_threads)
         # The forward passes and encoders run in worker threads that give up the GIL inside each C
         # call and must take it back after: with the default 5 ms switch interval a busy event loop
         # keeps them waiting (a convoy). Measured under the load bench: 393-410 -> 434-477 req/s.
@@ -72,10 +73,11 @@ def create_app(settings: Settings | None = None, *, zoo: Zoo | None = None) -> F
         sys.setswitchinterval(settings.gil_switch_interval_ms / 1000)
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.worker_threads
         pool = install_executor(settings.worker_threads)
-        the_zoo = zoo or Zoo.load(discover(settings.models_dir, settings.torchvision_models,
-                                           effnet=settings.serve_efficientnet),
-                                  strict=[p.name for p in settings.models_dir.iterdir() if (p / "card.json").exists()]
-                                  if settings.models_dir.is_dir() else [])
+        the_zoo = zoo or await compute.run_async(  # on the lead: loading checks each traced pass
+            lambda: Zoo.load(discover(settings.models_dir, settings.torchvision_models, effnet=settings.serve_efficientnet),
+                             strict=[p.name for p in settings.models_dir.iterdir() if (p / "card.json").exists()]
+                             if settings.models_dir.is_dir() else []),
+            threads=settings.torch_threads)
         store = Store(settings.data_dir)
         app.state.engine = Engine(settings, the_zoo, store)
         _release_free_heap()

@@ -99,7 +99,7 @@ class Engine:
         self.settings = settings
         self.zoo = zoo
         self.store = store
-        self.gate = Gate(settings.inference_concurrency, settings.inference_wait_s)
+        self.gate = Gate(settings.inference_concurrency, settings.inference_wait_s, threads=settings.torch_threads)
         # Uploads (decode, sanitise, fsync'ed write) have their own slots: a disk flush must not
         # hold a slot that a forward pass could use.
         self.upload_gate = Gate(settings.upload_concurrency, settings.inference_wait_s)

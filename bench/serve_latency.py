@@ -12,7 +12,8 @@ the same run:
   - after upload: the request a page makes right after its upload (the upload kept the decoded
     picture; no analysis cached).
 * bare: decode the same stored PNG + preprocess + a plain forward pass (no hooks; the traced
-  network that predictions run, when the model has one), in-process.
+  network that predictions run, when the model has one), in-process, on the thread where the
+  server runs a lone request's pass (the process's lead thread, every core: app.compute).
 
 The server runs in this process, with the malloc settings of ``convscope serve``. Prints the
 median of each and their ratios (goal <= 1.25x). Times are printed only as context
@@ -41,8 +42,9 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from app import compute  # noqa: E402
 from app.config import ROOT, Settings  # noqa: E402
-from app.core.zoo import Zoo, discover  # noqa: E402
+from app.core.zoo import LoadedModel, Zoo, discover  # noqa: E402
 from app.main import create_app  # noqa: E402
 
 
@@ -54,6 +56,13 @@ def photo(seed: int, w: int = 640, h: int = 480) -> bytes:
     buf = io.BytesIO()
     Image.fromarray((a * 255).astype(np.uint8)).save(buf, "JPEG", quality=90)
     return buf.getvalue()
+
+
+@torch.inference_mode()
+def bare_pass(net: torch.nn.Module, lm: LoadedModel, png: bytes) -> None:
+    """Decode the stored PNG, preprocess, forward."""
+    img = Image.open(io.BytesIO(png)).convert("RGB")
+    net(lm.spec.preprocess.tensor(img))
 
 
 def main() -> None:
@@ -69,14 +78,16 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp())
     settings = Settings(data_dir=tmp / "data", models_dir=ROOT / "models")
-    zoo = Zoo.load(discover(settings.models_dir, settings.torchvision_models))
+    # As the server does: one thread of the process (the lead) runs torch on every core, the others
+    # on one each (app.compute). The bare pass below runs on that lead thread too.
+    lead = compute.setup(settings.torch_threads)
+    zoo = lead.run(Zoo.load, discover(settings.models_dir, settings.torchvision_models))
     names = [n for n in (args.models.split(",") if args.models else zoo.names()) if n]
     app = create_app(settings, zoo=zoo)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=8765, log_level="warning"))
     threading.Thread(target=server.run, daemon=True).start()
     while not server.started:
         time.sleep(0.05)
-    torch.set_num_threads(settings.torch_threads)
     engine = app.state.engine
     print(f"{'model':22s} {'cold ms':>8s} {'after upload':>13s} {'bare ms':>8s} {'cold ratio':>11s} "
           f"{'upload ratio':>13s}")
@@ -117,9 +128,7 @@ def main() -> None:
                 get(path)
                 tw1 = time.perf_counter()
                 t2 = time.perf_counter()
-                with torch.inference_mode():
-                    img = Image.open(io.BytesIO(store_png[j])).convert("RGB")
-                    net(lm.spec.preprocess.tensor(img))
+                lead.run(bare_pass, net, lm, store_png[j])
                 t3 = time.perf_counter()
                 if j:  # the first round warms up every path
                     cold.append(t1 - t0)

@@ -216,17 +216,19 @@ def test_an_upload_keeps_its_picture_with_the_stored_pixels(tmp_path: Path, zoo:
 def test_batches_of_one_model_run_side_by_side_and_share_the_threads():
     """With two slots, the requests that queue while a batch computes go at once, as one batch, into
     the free slot (passes of one model may run together: the hooks see only their own thread); a
-    lone batch gets every intra-op thread, two batches running together one each."""
+    lone batch gets every intra-op thread (on the lead thread), two batches running together one each."""
     from app.batching import MicroBatcher
     from app.gate import Gate
 
     release = threading.Event()
     sizes: list[int] = []
     threads: list[int] = []
+    names: list[str] = []
 
     def fn(b: torch.Tensor) -> list[object]:
         sizes.append(len(b))
         threads.append(torch.get_num_threads())
+        names.append(threading.current_thread().name)
         if len(sizes) == 1:
             release.wait(5)
         return [float(v) + 1 for v in b[:, 0]]
@@ -250,6 +252,8 @@ def test_batches_of_one_model_run_side_by_side_and_share_the_threads():
 
     assert run_async(go) == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
     assert sizes == [1, 5] and threads == [2, 1]
+    # only the process's lead thread opens OpenMP teams (app.compute); the other batch ran on a worker
+    assert names[0].startswith("convscope-lead") and not names[1].startswith("convscope-lead")
 
 
 def test_an_upload_keeps_the_default_models_input_so_a_later_prediction_decodes_nothing(tmp_path: Path, zoo: Zoo):

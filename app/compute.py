@@ -1,0 +1,125 @@
+"""Which thread runs torch's multi-threaded work: one lead thread per process, the others one thread each.
+
+PyTorch's CPU kernels parallelise with OpenMP (GNU libgomp in the torch wheels). libgomp gives every
+thread that opens a parallel region a team of helper threads of its own, kept until that thread
+exits. Helpers spin for a while after each region, so the next region of a pass (a network has
+hundreds) starts at once; but as soon as the process holds more such threads than there are cores,
+libgomp shortens the spin to ~100 rounds and every region waits for sleeping helpers to wake up.
+Measured on the 2-core machine (efficientnet-lite0, the summary pass of one image, two intra-op
+threads): 21 ms while one thread had a team, 70-74 ms once a second thread had opened one — and
+it stays so while that thread lives. With the worker pool of earlier versions (each worker set
+two intra-op threads), every forward pass of the server ran at the slow rate after a few requests.
+
+So exactly one thread of the process, the *lead*, runs operations with more than one intra-op
+thread; every other thread runs them with one (no team). :func:`setup` starts the lead and makes
+one thread the default for the others; :func:`run_async` and :func:`run` send work to the lead
+when it is free and otherwise run it on one thread (two single-threaded passes side by side on two
+cores are the best use of the machine under load anyway).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+import torch
+
+T = TypeVar("T")
+
+
+def set_threads(threads: int) -> None:
+    """Give the calling thread ``threads`` intra-op threads (the setting is per thread)."""
+    # get_num_threads() first: a thread's first torch call initialises its count from the
+    # process-wide default, which would otherwise undo this setting later.
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+
+
+def single_threaded() -> None:
+    """Initialiser for worker pools: one intra-op thread in this thread."""
+    set_threads(1)
+
+
+class Lead:
+    """The one thread that may run torch operations on several intra-op threads."""
+
+    def __init__(self, threads: int) -> None:
+        self.threads = max(1, threads)
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="convscope-lead")
+        self._free = threading.Lock()
+        self._ident = self._pool.submit(threading.get_ident).result()
+        self.runs = 0  # calls that ran on the lead (for /api/stats and tests)
+
+    def on_lead(self) -> bool:
+        return threading.get_ident() == self._ident
+
+    def _call(self, threads: int, fn: Callable[..., T], *args: object) -> T:
+        set_threads(threads)
+        try:
+            return fn(*args)
+        finally:
+            self._free.release()
+
+    def try_submit(self, threads: int, fn: Callable[..., T], *args: object) -> asyncio.Future[T] | None:
+        """``fn(*args)`` on the lead with ``threads`` intra-op threads, if the lead is free; else None."""
+        if not self._free.acquire(blocking=False):
+            return None
+        try:
+            fut = asyncio.wrap_future(self._pool.submit(self._call, threads, fn, *args))
+        except BaseException:
+            self._free.release()
+            raise
+        self.runs += 1
+        return fut
+
+    def run(self, fn: Callable[..., T], *args: object, threads: int | None = None) -> T:
+        """``fn(*args)`` on the lead when it is free (blocking the caller), else here on one thread."""
+        n = self.threads if threads is None else threads
+        if n > 1 and not self.on_lead() and self._free.acquire(blocking=False):
+            self.runs += 1
+            return self._pool.submit(self._call, n, fn, *args).result()
+        if not self.on_lead():
+            set_threads(1)
+        return fn(*args)
+
+
+_lead: Lead | None = None
+_lead_lock = threading.Lock()
+
+
+def lead(threads: int | None = None) -> Lead:
+    """The process's lead thread, started on first use (``threads``: its default intra-op count)."""
+    global _lead
+    with _lead_lock:
+        if _lead is None:
+            _lead = Lead(threads or torch.get_num_threads())
+        elif threads:
+            _lead.threads = max(1, threads)
+        return _lead
+
+
+def setup(threads: int) -> Lead:
+    """Start the lead with ``threads`` intra-op threads and make one thread the default elsewhere,
+    the calling thread (the event loop's, in the server) included. Idempotent."""
+    ld = lead(threads)
+    torch.set_num_threads(1)  # the process-wide default that new threads start from, and this thread's
+    return ld
+
+
+async def run_async(fn: Callable[..., T], *args: object, threads: int) -> T:
+    """``fn(*args)`` off the event loop: on the lead with ``threads`` intra-op threads when more than
+    one is asked for and the lead is free, else on a worker of the loop's pool with one."""
+    if threads > 1:
+        fut = lead().try_submit(threads, fn, *args)
+        if fut is not None:
+            return await fut
+    return await asyncio.get_running_loop().run_in_executor(None, functools.partial(_one_thread, fn, *args))
+
+
+def _one_thread(fn: Callable[..., T], *args: object) -> T:
+    set_threads(1)
+    return fn(*args)
