@@ -106,7 +106,11 @@ def setup(threads: int) -> Lead:
     """Start the lead with ``threads`` intra-op threads and make one thread the default elsewhere,
     the calling thread (the event loop's, in the server) included. Idempotent."""
     ld = lead(threads)
-    torch.set_num_threads(1)  # the process-wide default that new threads start from, and this thread's
+    # torch keeps one process-wide count that a thread takes at its first operation, and every
+    # set_num_threads() call changes it: set the lead's count first, then this thread's, which puts
+    # the default back to one for threads that never set theirs.
+    ld._pool.submit(set_threads, ld.threads).result()
+    set_threads(1)
     return ld
 
 

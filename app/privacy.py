@@ -71,11 +71,11 @@ def interval_s(hours: float) -> float:
 
 async def retention_loop(engine: object, hours: float) -> None:
     """The lifespan background task: clean up now, then every :func:`interval_s`."""
-    from starlette.concurrency import run_in_threadpool
+    from app.blocking import run_blocking
 
     while True:
         try:
-            await run_in_threadpool(cleanup_engine, engine, hours)
+            await run_blocking(cleanup_engine, engine, hours)
         except asyncio.CancelledError:
             raise
         except Exception:  # never let the task die; try again next round

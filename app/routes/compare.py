@@ -14,9 +14,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, Response
-from starlette.concurrency import run_in_threadpool
 
 from app import i18n
+from app.blocking import run_blocking
 from app.compare import layer_pair, layer_rows, pair_layers, shared_grids
 from app.core.inference import Analysis, top_k
 from app.core.probe import UnknownLayerError
@@ -113,7 +113,7 @@ def _side(s: Sides, which: str, an: Analysis, k: int = 5) -> dict[str, object]:
 async def compare_api(engine: EngineDep, s: SidesDep) -> Response:
     an_a, an_b = await _analyses(engine, s)
     pairs, how = pair_layers(s.lm_a, s.lm_b)
-    rows = await run_in_threadpool(layer_rows, pairs, an_a, an_b)
+    rows = await run_blocking(layer_rows, pairs, an_a, an_b)
     return fast_json({"a": _side(s, "a", an_a), "b": _side(s, "b", an_b), "paired_by": how, "layers": rows})
 
 
@@ -121,7 +121,7 @@ async def compare_api(engine: EngineDep, s: SidesDep) -> Response:
 async def compare_page(request: Request, engine: EngineDep, s: SidesDep) -> HTMLResponse:
     an_a, an_b = await _analyses(engine, s)
     pairs, how = pair_layers(s.lm_a, s.lm_b)
-    rows = await run_in_threadpool(layer_rows, pairs, an_a, an_b)
+    rows = await run_blocking(layer_rows, pairs, an_a, an_b)
     zoo = snapshot_zoo(engine)
     base_a, base_b = s.lm_a.name.split("@")[0], s.lm_b.name.split("@")[0]
     return render(request, "compare.html", {

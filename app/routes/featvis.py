@@ -6,9 +6,9 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
-from starlette.concurrency import run_in_threadpool
 
 from app import i18n
+from app.blocking import run_blocking
 from app.core.featvis import OBJECTIVES
 from app.deps import EngineDep
 from app.featvis_service import FeatVisService, attribution_map, last_spatial_conv, make_objective, overlay_png
@@ -151,7 +151,7 @@ async def get_attribution(engine: EngineDep, image_id: Annotated[str, Path(max_l
                           format: Literal["json", "png"] = "json") -> Response:
     rec, lm, amap = await _attribution(engine, image_id, model, method, target, layer, window, stride, fill, n, sigma)
     if format == "png":
-        return Response(await run_in_threadpool(overlay_png, engine, lm, rec, amap), media_type="image/png")
+        return Response(await run_blocking(overlay_png, engine, lm, rec, amap), media_type="image/png")
     v = amap.values
     return fast_json({"image": rec.id, "model": lm.name, "method": amap.method, "target": amap.target,
                       "label": lm.spec.categories[amap.target], "settings": amap.settings, "shape": list(v.shape),

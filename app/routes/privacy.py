@@ -9,9 +9,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import RedirectResponse, Response
-from starlette.concurrency import run_in_threadpool
 
 from app import i18n
+from app.blocking import run_blocking
 from app.deps import EngineDep
 from app.privacy import purge
 from app.web import url_with
@@ -29,7 +29,7 @@ i18n.register({
 @pages.post("/images/{image_id}/delete")
 async def delete_page(request: Request, engine: EngineDep, image_id: Annotated[str, Path(max_length=64)]) -> Response:
     engine.image(image_id)  # 404 for an unknown id
-    await run_in_threadpool(purge, engine, image_id)
+    await run_blocking(purge, engine, image_id)
     target = url_with(request, "/")
     if request.headers.get("HX-Request") == "true":
         return Response(status_code=204, headers={"HX-Redirect": target})
