@@ -28,8 +28,9 @@ from app.gate import Gate, Overloaded
 
 @dataclass
 class _Item:
-    x: torch.Tensor
+    x: torch.Tensor | Callable[[], torch.Tensor]
     fut: asyncio.Future[object] = field(repr=False)
+    then: Callable[[object], object] | None = field(default=None, repr=False)
     started: bool = False
 
 
@@ -49,9 +50,17 @@ class MicroBatcher:
         self.batches = 0
         self.items = 0
 
-    async def run(self, key: str, fn: Callable[[torch.Tensor], list[object]], x: torch.Tensor,
-                  max_batch: int | None = None) -> object:
-        """``fn(batch)[i]`` for this ``x``; ``max_batch`` (fixed at a key's first call) caps that key's batches."""
+    async def run(self, key: str, fn: Callable[[torch.Tensor], list[object]], x: torch.Tensor | Callable[[], torch.Tensor],
+                  max_batch: int | None = None, then: Callable[[object], object] | None = None) -> object:
+        """``fn(batch)[i]`` for this ``x``; ``max_batch`` (fixed at a key's first call) caps that key's batches.
+
+        ``x`` may be a function that makes the input (decoding, preprocessing): it is called in the
+        thread that computes the batch (a lone request's whole work in one hand-off); if it raises,
+        only its own request fails.
+
+        With ``then``, ``(r, then(r))`` for that ``r``: ``then`` runs in the thread that computed the
+        batch, right after it (one hand-off less than calling it afterwards; a ``then`` that raises
+        fails only its own request)."""
         q = self._queues.get(key)
         if q is None:
             q = self._queues[key] = asyncio.Queue()
@@ -61,7 +70,7 @@ class MicroBatcher:
         if q.qsize() >= self.max_queue:
             self.gate.rejected += 1
             raise Overloaded(retry_after=1)
-        item = _Item(x, asyncio.get_running_loop().create_future())
+        item = _Item(x, asyncio.get_running_loop().create_future(), then)
         q.put_nowait(item)
         try:
             return await asyncio.wait_for(asyncio.shield(item.fut), self.gate.wait_s)
@@ -92,7 +101,8 @@ class MicroBatcher:
 
     async def _process(self, fn: Callable[[torch.Tensor], list[object]], live: list[_Item], threads: int) -> None:
         try:
-            results = await compute.run_async(fn, torch.cat([b.x for b in live]), threads=threads)
+            results = await compute.run_async(_batch_then, fn, [b.x for b in live], [b.then for b in live],
+                                              threads=threads)
         except Exception as e:  # a model error: every waiter hears it
             for b in live:
                 if not b.fut.done():
@@ -104,7 +114,10 @@ class MicroBatcher:
         self.items += len(live)
         for b, r in zip(live, results):
             if not b.fut.done():
-                b.fut.set_result(r)
+                if isinstance(r, _Failed):
+                    b.fut.set_exception(r.error)
+                else:
+                    b.fut.set_result(r)
 
     async def close(self) -> None:
         for t in list(self._workers.values()) + list(self._inflight):
@@ -115,3 +128,38 @@ class MicroBatcher:
             except (asyncio.CancelledError, Exception):
                 pass
 
+
+@dataclass
+class _Failed:
+    error: Exception
+
+
+def _batch_then(fn: Callable[[torch.Tensor], list[object]], xs: list[torch.Tensor | Callable[[], torch.Tensor]],
+                thens: list[Callable[[object], object] | None]) -> list[object]:
+    """``fn`` of the inputs (made here where need be), each result followed by its item's ``then``
+    (if any), all in this same thread; an item whose input or ``then`` raises gets its error alone."""
+    made: list[torch.Tensor | _Failed] = []
+    for x in xs:
+        if isinstance(x, torch.Tensor):
+            made.append(x)
+            continue
+        try:
+            made.append(x())
+        except Exception as e:  # noqa: BLE001 - this request's own failure (damaged file ...)
+            made.append(_Failed(e))
+    good = [x for x in made if isinstance(x, torch.Tensor)]
+    results = iter(fn(torch.cat(good)) if good else [])
+    out: list[object] = []
+    for x, then in zip(made, thens):
+        if isinstance(x, _Failed):
+            out.append(x)
+            continue
+        r = next(results)
+        if then is None:
+            out.append(r)
+            continue
+        try:
+            out.append((r, then(r)))
+        except Exception as e:  # noqa: BLE001 - this request's own failure, handed to it alone
+            out.append(_Failed(e))
+    return out

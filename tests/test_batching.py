@@ -408,3 +408,41 @@ def test_a_damaged_stored_upload_is_never_decoded_into_use(tmp_path: Path, zoo: 
     with pytest.raises(StoreError, match="damaged"):
         engine.picture(rec)
     assert engine.stats()["pictures_kept"] == 0
+
+
+def test_inputs_and_then_are_made_in_the_batch_thread_and_a_failure_fails_only_its_request():
+    from app.batching import MicroBatcher
+    from app.gate import Gate
+
+    computed_in: list[int] = []
+
+    def fn(b: torch.Tensor) -> list[object]:
+        computed_in.append(threading.get_ident())
+        time.sleep(0.05)  # the later requests queue up and share the next batch
+        return [float(v) for v in b[:, 0]]
+
+    def then(r: object) -> tuple[int, object]:
+        assert isinstance(r, float)
+        if r == 2.0:
+            raise ValueError("no JSON for this one")
+        return threading.get_ident(), r * 10
+
+    async def go() -> list[object]:
+        batcher = MicroBatcher(Gate(1, 5.0), max_batch=8)
+        try:
+            def damaged() -> torch.Tensor:
+                raise OSError("the stored file is damaged")
+
+            inputs: list[object] = [torch.tensor([[0.0]]), lambda: torch.tensor([[1.0]]), torch.tensor([[2.0]]),
+                                    torch.tensor([[3.0]]), damaged]  # made in the batch's thread, when functions
+            return list(await asyncio.gather(*(batcher.run("k", fn, x, then=then) for x in inputs),  # type: ignore[arg-type]
+                                             return_exceptions=True))
+        finally:
+            await batcher.close()
+
+    got = run_async(go)
+    assert isinstance(got[2], ValueError) and str(got[2]) == "no JSON for this one"
+    assert isinstance(got[4], OSError) and "damaged" in str(got[4])
+    for i in (0, 1, 3):
+        r, (ident, tens) = got[i]  # type: ignore[misc]
+        assert r == float(i) and tens == 10 * float(i) and ident in computed_in

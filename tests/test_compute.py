@@ -6,6 +6,7 @@ import asyncio
 import threading
 
 import torch
+from test_batching import run_async  # its own thread: the session's Playwright keeps a loop in this one
 
 from app import compute
 from app.blocking import install_executor, run_blocking
@@ -37,7 +38,7 @@ def test_setup_gives_the_lead_every_thread_and_the_rest_one():
             finally:
                 pool.shutdown()
 
-        worker, alone, single = asyncio.run(go())
+        worker, alone, single = run_async(go)
         assert worker[0].startswith("convscope-worker") and worker[1] == 1
         assert alone == ("convscope-lead_0", 2)
         assert single[0].startswith("convscope-worker") and single[1] == 1
@@ -69,7 +70,7 @@ def test_work_that_finds_the_lead_busy_runs_elsewhere_on_one_thread():
             release.set()
             pool.shutdown()
 
-    held, other, inline = asyncio.run(go())
+    held, other, inline = run_async(go)
     assert held == "convscope-lead_0"
     assert other[0].startswith("convscope-worker") and other[1] == 1
     assert inline[0].startswith("convscope-worker") and inline[1] == 1

@@ -224,3 +224,64 @@ def test_overview_pass_gives_every_layers_channel_stats_without_keeping_outputs(
             eager, traced = Summary(lm.module, [li.name for li in lm.layers])(x), lm.summary(x)
         assert len(eager) == len(traced) == 1 + 3 * len(lm.layers)
         assert all(torch.equal(e, t) for e, t in zip(eager, traced))
+
+
+class _InPlaceAfterLayers(nn.Module):
+    """Pass-throughs, clamps, and tensors changed in place between layers (where a summary must not
+    reuse an earlier layer's stats)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.same = nn.Identity()
+        self.relu6 = nn.ReLU6()
+        self.drop = nn.Dropout(0.3)
+        self.relu_inplace = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(4, 4, 1)
+        self.after_add = nn.ReLU()
+        self.tanh = nn.Hardtanh(-0.5, 0.25)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.flat = nn.Flatten()
+        self.fc = nn.Linear(4, 3)
+        self.fc_relu = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.drop(self.relu6(self.same(self.conv(x))))
+        x = self.relu_inplace(x - 0.5)
+        y = self.conv2(x)
+        y += 1.0  # in place, outside any layer: after_add must not take conv2's stats
+        y = self.tanh(self.after_add(y))
+        return self.fc_relu(self.fc(self.flat(self.pool(y))))
+
+
+@pytest.mark.parametrize("make", [_InPlaceAfterLayers, lambda: __import__("torchvision").models.resnet18(num_classes=7)])
+def test_summary_reuses_stats_only_where_no_operation_changed_the_tensor(make):
+    """The summary takes a pass-through layer's stats from the layer before and a clamp's min/max
+    from its input's, only when nothing changed that tensor in place since (ResNet: ReLU(inplace),
+    ``out += identity``): its stats equal those of each layer's output, min/max exactly."""
+    import math
+
+    from app.core.probe import leaf_layers
+    from app.core.traced import Summary, trace_summary
+
+    torch.manual_seed(0)
+    module = make().eval()
+    names = leaf_layers(module)
+    size = (3, 9, 9) if isinstance(module, _InPlaceAfterLayers) else (3, 40, 40)
+    x = torch.randn(2, *size)
+    traced = trace_summary(module, names, size)
+    assert traced is not None
+    with torch.inference_mode(), capture(module, names, clone=frozenset(names)) as acts:
+        module(x)
+    with torch.inference_mode():
+        got = traced(x)
+        eager = Summary(module, names)(x)  # inference mode: no counters, every stat computed
+    assert all(torch.equal(a, b) for a, b in zip(got, eager))
+    for j, n in enumerate(names):
+        flat = acts[n].reshape(2, acts[n].shape[1], -1)
+        torch.testing.assert_close(got[1 + 3 * j], flat.amin(2), rtol=0, atol=0)
+        torch.testing.assert_close(got[2 + 3 * j], flat.amax(2), rtol=0, atol=0)
+        torch.testing.assert_close(got[3 + 3 * j] / math.prod(flat.shape[2:]), flat.mean(2), rtol=1e-5, atol=1e-6)
+    if isinstance(module, _InPlaceAfterLayers):  # the pass-throughs and the clamps reused work
+        kinds = [node.kind() for node in traced.inlined_graph.nodes()]
+        assert kinds.count("aten::amin") < len(names) - 3

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -112,11 +113,17 @@ def overview_batch(lm: LoadedModel, batch: torch.Tensor) -> list[Overview]:
     with lm.lock.shared():
         out = lm.summary(batch)
     probs = torch.softmax(out[0].float(), dim=1)
-    arrays = [t.numpy() for t in out[1:]]  # (N, C) each: min, max, mean of layer 1, then layer 2...
+    arrays = [t.numpy() for t in out[1:]]  # (N, C) each: min, max, sum of layer 1, then layer 2...
+    means: dict[int, np.ndarray] = {}  # a layer that hands on another's tensor has the same sums: divide once
+    for j, li in enumerate(lm.layers):
+        sums = out[3 + 3 * j]
+        if id(sums) not in means:  # sum / positions in float32, as torch's mean computes it
+            means[id(sums)] = arrays[3 * j + 2] / np.float32(math.prod(li.output_shape[1:]))
     names = [li.name for li in lm.layers]
     own = batch.shape[0] > 1
     return [Overview(probabilities=probs[i].clone() if own else probs[i],
-                     stats={n: (arrays[3 * j][i], arrays[3 * j + 1][i], arrays[3 * j + 2][i]) for j, n in enumerate(names)})
+                     stats={n: (arrays[3 * j][i], arrays[3 * j + 1][i], means[id(out[3 + 3 * j])][i])
+                            for j, n in enumerate(names)})
             for i in range(batch.shape[0])]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Annotated, Literal
 
 import orjson
@@ -168,7 +169,7 @@ async def get_predictions(engine: EngineDep, image_id: ImageId, model: ModelQ = 
                       "predictions": [vars(p) for p in top_k(probs, lm.spec.categories, k)]})
 
 
-def _analysis_response(lm: LoadedModel, rec: ImageRecord, ov: Overview, k: int) -> Response:
+def _analysis_response(lm: LoadedModel, rec: ImageRecord, ov: Overview, *, k: int) -> Response:
     layers = [{"name": li.name, "type": li.type, "shape": list(li.output_shape), "min": ov.stats[li.name][0],
                "max": ov.stats[li.name][1], "mean": ov.stats[li.name][2]} for li in lm.layers]
     return fast_json({"image": rec.id, "model": lm.name, "layers": layers,
@@ -181,9 +182,11 @@ async def get_analysis(engine: EngineDep, image_id: ImageId, model: ModelQ = Non
                        k: Annotated[int, Query(ge=1, le=1000)] = 5) -> Response:
     rec = engine.image(image_id)
     lm = pick_model(engine, model)
-    ov = await engine.overview_async(lm, rec)
-    # JSON of a large model's stats takes milliseconds (efficientnet-lite0: 2.3 MB): off the loop
-    return await run_blocking(_analysis_response, lm, rec, ov, k)
+    # JSON of a large model's stats takes milliseconds (efficientnet-lite0: 2.3 MB): off the loop,
+    # in the thread that computes the overview
+    _, response = await engine.overview_then(lm, rec, functools.partial(_analysis_response, lm, rec, k=k))
+    assert response is not None
+    return response
 
 
 @router.get("/images/{image_id}/activations/{layer}", response_model=ActivationOut,
