@@ -43,7 +43,8 @@ class Settings(BaseSettings):
     upload_concurrency: int = Field(max(1, os.cpu_count() or 1), ge=1, le=64, description="uploads decoded and "
                                     "stored at once (each holds one decoded photo); apart from the inference slots")
     inference_wait_s: float = Field(10.0, description="how long a request waits for a slot before 503")
-    torch_threads: int = Field(max(1, os.cpu_count() or 1), description="intra-op threads for torch")
+    torch_threads: int = Field(max(1, os.cpu_count() or 1), description="intra-op threads of the lead thread, "
+                               "which runs lone passes (app.compute); every other thread uses one")
     gil_switch_interval_ms: float = Field(0.5, gt=0, le=100, description="how often Python hands the GIL "
                                           "to a waiting thread while serving (its default is 5 ms)")
     access_log: bool = Field(False, description="log one line per request (uvicorn's access log); off by default: "
