@@ -16,8 +16,10 @@ the same run:
   server runs a lone request's pass (the process's lead thread, every core: app.compute).
 
 The server runs in this process, with the malloc settings of ``convscope serve``. Prints the
-median of each and their ratios (goal <= 1.25x). Times are printed only as context
-for the ratios: this machine is shared and noisy.
+median of each and their ratios (goal <= 1.25x). Then, per model, the parts measured in-process
+on that thread: plain pass, overview pass (every layer's stats), JSON body, and the ratio the
+endpoint would have with no serving cost at all. Times are printed only as context for the
+ratios: this machine is shared and noisy.
 
     .venv/bin/python bench/serve_latency.py [--n 15] [--models lenet,cifarnet,efficientnet-lite0]
 """
@@ -44,8 +46,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from app import compute  # noqa: E402
 from app.config import ROOT, Settings  # noqa: E402
+from app.core.inference import overview_batch  # noqa: E402
 from app.core.zoo import LoadedModel, Zoo, discover  # noqa: E402
 from app.main import create_app  # noqa: E402
+from app.routes.api import _analysis_response  # noqa: E402
+from app.store import ImageRecord  # noqa: E402
 
 
 def photo(seed: int, w: int = 640, h: int = 480) -> bytes:
@@ -56,6 +61,20 @@ def photo(seed: int, w: int = 640, h: int = 480) -> bytes:
     buf = io.BytesIO()
     Image.fromarray((a * 255).astype(np.uint8)).save(buf, "JPEG", quality=90)
     return buf.getvalue()
+
+
+@torch.inference_mode()
+def parts(lm: LoadedModel, rec: ImageRecord, png: bytes) -> tuple[float, float, float, int]:
+    """In-process, on the same thread: plain pass, overview pass (stats of every layer), JSON body."""
+    x = lm.spec.preprocess.tensor(Image.open(io.BytesIO(png)).convert("RGB"))
+    t0 = time.perf_counter()
+    lm.plain_pass(x)
+    t1 = time.perf_counter()
+    ov = overview_batch(lm, x)[0]
+    t2 = time.perf_counter()
+    body = _analysis_response(lm, rec, ov, k=5).body
+    t3 = time.perf_counter()
+    return t1 - t0, t2 - t1, t3 - t2, len(body)
 
 
 @torch.inference_mode()
@@ -103,6 +122,7 @@ def main() -> None:
             raise RuntimeError(f"{path}: HTTP {r.status} {body[:200]!r}")
         return body
 
+    work: list[tuple[str, float, float, float, int, float]] = []
     with httpx.Client(base_url="http://127.0.0.1:8765", timeout=120) as c:
         for mi, name in enumerate(names):
             lm = zoo.get(name)
@@ -113,7 +133,7 @@ def main() -> None:
                 r.raise_for_status()
                 ids.append(r.json()["id"])
             store_png = [c.get(f"/api/images/{i}/file").content for i in ids]
-            cold, warm, bare = [], [], []
+            cold, warm, bare, split = [], [], [], []
             for j, iid in enumerate(ids):
                 rec = engine.image(iid)
                 engine.forget(rec.id)  # as after a restart: nothing of this photo in memory
@@ -134,9 +154,20 @@ def main() -> None:
                     cold.append(t1 - t0)
                     warm.append(tw1 - tw)
                     bare.append(t3 - t2)
+                    split.append(lead.run(parts, lm, rec, store_png[j]))
             e, w, b = statistics.median(cold), statistics.median(warm), statistics.median(bare)
             print(f"{name:22s} {1000 * e:8.1f} {1000 * w:13.1f} {1000 * b:8.1f} {e / b:10.2f}x {w / b:12.2f}x")
+            plain, over, js = (statistics.median(p[i] for p in split) for i in range(3))
+            work.append((name, plain, over, js, split[0][3], b))
     server.should_exit = True
+    # What the answer costs apart from serving it (HTTP, hand-offs, reading the stored file): the
+    # stats of every layer and the JSON. "work ratio": (bare + the stats' extra time + JSON) / bare,
+    # what the endpoint would reach with no serving overhead at all.
+    print(f"\n{'in-process parts':22s} {'plain ms':>8s} {'stats pass':>11s} {'JSON ms':>8s} {'JSON KB':>8s} "
+          f"{'work ratio':>11s}")
+    for name, plain, over, js, size, b in work:
+        print(f"{name:22s} {1000 * plain:8.2f} {1000 * over:11.2f} {1000 * js:8.2f} {size / 1024:8.0f} "
+              f"{(b + over - plain + js) / b:10.2f}x")
 
 
 if __name__ == "__main__":
