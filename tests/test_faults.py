@@ -140,3 +140,16 @@ def test_uploads_are_flushed_to_disk_redrawable_pngs_are_not_and_a_damaged_entry
     path.write_bytes(b"a" * 10)
     assert store.cache_get("grid") is None and store.cache_get("index") == b"b" * 1000
     store.close()
+
+
+def test_serve_sets_a_short_openmp_spin_before_torch_loads_unless_told_otherwise():
+    """``convscope serve`` shortens libgomp's spin (read once, when torch loads it): torch must not be
+    imported by then, and an explicit GOMP_SPINCOUNT / OMP_WAIT_POLICY is kept."""
+    code = ("import os, sys; from app import cli; cli._short_openmp_spin(); "
+            "print('torch' in sys.modules, os.environ.get('GOMP_SPINCOUNT'))")
+    env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "20000"]
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**env, "GOMP_SPINCOUNT": "300000"},
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "300000"]
