@@ -275,15 +275,12 @@ class Engine:
         self._analyses.put(key, result)
         return result
 
-    async def overview_async(self, lm: LoadedModel, rec: ImageRecord) -> Overview:
-        """Probabilities + every layer's per-channel stats: from a kept analysis, else from a batched
-        pass that keeps no layer's output (kept within overview_cache_mb)."""
-        return (await self.overview_then(lm, rec, None))[0]
-
     async def overview_then(self, lm: LoadedModel, rec: ImageRecord,
                             then: Callable[[Overview], T] | None) -> tuple[Overview, T | None]:
-        """The overview and ``then(overview)``, computed off the event loop in the thread that made the
-        overview (the JSON of a large model's stats takes milliseconds; one hand-off less)."""
+        """Probabilities + every layer's per-channel stats (from a kept analysis, else from a batched
+        pass that keeps no layer's output; kept within overview_cache_mb), and ``then(overview)``
+        computed off the event loop in the thread that made the overview (the JSON of a large
+        model's stats takes milliseconds: one hand-off less)."""
         key = (lm.name, rec.id)
         hit = self._overviews.get(key)
         if hit is not None:
