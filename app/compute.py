@@ -52,7 +52,6 @@ class Lead:
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="convscope-lead")
         self._free = threading.Lock()
         self._ident = self._pool.submit(threading.get_ident).result()
-        self.runs = 0  # calls that ran on the lead (for /api/stats and tests)
 
     def on_lead(self) -> bool:
         return threading.get_ident() == self._ident
@@ -73,14 +72,12 @@ class Lead:
         except BaseException:
             self._free.release()
             raise
-        self.runs += 1
         return fut
 
     def run(self, fn: Callable[..., T], *args: object, threads: int | None = None) -> T:
         """``fn(*args)`` on the lead when it is free (blocking the caller), else here on one thread."""
         n = self.threads if threads is None else threads
         if n > 1 and not self.on_lead() and self._free.acquire(blocking=False):
-            self.runs += 1
             return self._pool.submit(self._call, n, fn, *args).result()
         if not self.on_lead():
             set_threads(1)
