@@ -92,7 +92,10 @@ def serve(port: int, threads: int, models: list[str]) -> None:
         specs.append(efficientnet_spec())
     import tempfile
 
-    zoo = Zoo.load(specs)
+    from app import compute
+
+    # as the app does: only the lead thread runs torch on several threads (app.compute)
+    zoo = compute.setup(threads).run(Zoo.load, specs)
     settings = Settings(data_dir=Path(tempfile.mkdtemp()) / "data", models_dir=ROOT / "models",
                         torchvision_models=[], default_model="cifarnet", torch_threads=threads)
     uvicorn.run(create_app(settings, zoo=zoo), host="127.0.0.1", port=port, log_level="warning")
