@@ -145,11 +145,14 @@ def test_uploads_are_flushed_to_disk_redrawable_pngs_are_not_and_a_damaged_entry
 def test_serve_sets_a_short_openmp_spin_before_torch_loads_unless_told_otherwise():
     """``convscope serve`` shortens libgomp's spin (read once, when torch loads it): torch must not be
     imported by then, and an explicit GOMP_SPINCOUNT / OMP_WAIT_POLICY is kept."""
-    code = ("import os, sys; from app import cli; cli._short_openmp_spin(); "
-            "print('torch' in sys.modules, os.environ.get('GOMP_SPINCOUNT'))")
+    code = ("import os, sys; from app import cli; seen = {}; real = cli._short_openmp_spin\n"
+            "def spy(): seen['torch'] = 'torch' in sys.modules; real()\n"
+            "def serve(a): seen['env'] = os.environ.get('GOMP_SPINCOUNT'); return 0\n"
+            "cli._short_openmp_spin, cli._cmd_serve = spy, serve\n"
+            "cli.main(['serve']); print(seen['torch'], seen['env'])")
     env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["False", "20000"]
+    assert out.stdout.split() == ["False", "20000"] and "OpenMP" not in out.stderr
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**env, "GOMP_SPINCOUNT": "300000"},
                          capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "300000"]
