@@ -107,7 +107,8 @@ def setup(threads: int) -> Lead:
     # set_num_threads() call changes it: set the lead's count first, then this thread's, which puts
     # the default back to one for threads that never set theirs.
     ld._pool.submit(set_threads, ld.threads).result()
-    set_threads(1)
+    torch.get_num_threads()  # this thread's count is initialised before it is set (see set_threads)
+    torch.set_num_threads(1)  # unconditionally: it also puts the process default back to one
     return ld
 
 

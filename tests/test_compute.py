@@ -75,3 +75,21 @@ def test_work_that_finds_the_lead_busy_runs_elsewhere_on_one_thread():
     assert other[0].startswith("convscope-worker") and other[1] == 1
     assert inline[0].startswith("convscope-worker") and inline[1] == 1
     assert ld.run(_where) == ("convscope-lead_0", 2)  # free again
+
+
+def test_setup_again_puts_the_process_default_back_to_one_after_the_lead_changed_it():
+    """torch's process default follows every set_num_threads() call: after the lead used another
+    count, set-up (here from a thread already at one) must still leave one for fresh threads."""
+    before = torch.get_num_threads()
+    try:
+        ld = compute.setup(2)
+        assert ld.run(_where, threads=3) == ("convscope-lead_0", 3)  # the default is three now
+        compute.setup(2)
+        seen: list[tuple[str, int]] = []
+        t = threading.Thread(target=lambda: seen.append(_where()), name="fresh")
+        t.start()
+        t.join()
+        assert seen == [("fresh", 1)]
+        assert ld._pool.submit(_where).result() == ("convscope-lead_0", 2)
+    finally:
+        torch.set_num_threads(before)
