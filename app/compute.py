@@ -20,13 +20,14 @@ cores are the best use of the machine under load anyway).
 from __future__ import annotations
 
 import asyncio
-import functools
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 import torch
+
+from app.blocking import run_blocking
 
 T = TypeVar("T")
 
@@ -119,7 +120,7 @@ async def run_async(fn: Callable[..., T], *args: object, threads: int) -> T:
         fut = lead().try_submit(threads, fn, *args)
         if fut is not None:
             return await fut
-    return await asyncio.get_running_loop().run_in_executor(None, functools.partial(_one_thread, fn, *args))
+    return await run_blocking(_one_thread, fn, *args)
 
 
 def _one_thread(fn: Callable[..., T], *args: object) -> T:
