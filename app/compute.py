@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
 import torch
@@ -64,23 +64,28 @@ class Lead:
         finally:
             self._free.release()
 
-    def try_submit(self, threads: int, fn: Callable[..., T], *args: object) -> asyncio.Future[T] | None:
+    def _submit(self, threads: int, fn: Callable[..., T], *args: object) -> Future[T] | None:
         """``fn(*args)`` on the lead with ``threads`` intra-op threads, if the lead is free; else None."""
         if not self._free.acquire(blocking=False):
             return None
         try:
-            fut = asyncio.wrap_future(self._pool.submit(self._call, threads, fn, *args))
+            return self._pool.submit(self._call, threads, fn, *args)
         except BaseException:
             self._free.release()
             raise
-        return fut
+
+    def try_submit(self, threads: int, fn: Callable[..., T], *args: object) -> asyncio.Future[T] | None:
+        """:meth:`_submit` for the event loop."""
+        fut = self._submit(threads, fn, *args)
+        return None if fut is None else asyncio.wrap_future(fut)
 
     def run(self, fn: Callable[..., T], *args: object, threads: int | None = None) -> T:
         """``fn(*args)`` on the lead when it is free (blocking the caller), else here on one thread."""
         n = self.threads if threads is None else threads
-        if n > 1 and not self.on_lead() and self._free.acquire(blocking=False):
-            return self._pool.submit(self._call, n, fn, *args).result()
         if not self.on_lead():
+            fut = self._submit(n, fn, *args) if n > 1 else None
+            if fut is not None:
+                return fut.result()
             set_threads(1)
         return fn(*args)
 

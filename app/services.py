@@ -276,7 +276,7 @@ class Engine:
         return result
 
     async def overview_then(self, lm: LoadedModel, rec: ImageRecord,
-                            then: Callable[[Overview], T] | None) -> tuple[Overview, T | None]:
+                            then: Callable[[Overview], T]) -> tuple[Overview, T]:
         """Probabilities + every layer's per-channel stats (from a kept analysis, else from a batched
         pass that keeps no layer's output; kept within overview_cache_mb), and ``then(overview)``
         computed off the event loop in the thread that made the overview (the JSON of a large
@@ -284,21 +284,20 @@ class Engine:
         key = (lm.name, rec.id)
         hit = self._overviews.get(key)
         if hit is not None:
-            return hit, (None if then is None else await run_blocking(then, hit))
+            return hit, await run_blocking(then, hit)
         full = self._analyses.get(key)
         if full is not None:
-            def derive() -> tuple[Overview, T | None]:
+            def derive() -> tuple[Overview, T]:
                 made = overview_of(lm, full)
-                return made, (None if then is None else then(made))
+                return made, then(made)
 
             ov, out = await run_blocking(derive)
         else:
             # the input, when no kept one: made in the thread that runs the pass (one hand-off in all)
             x = self._kept_input(key)
-            got = await self.analysis_batcher.run(f"{lm.name}:overview", lambda b: overview_batch(lm, b),
-                                                  x if x is not None else functools.partial(self._input, lm, rec),
-                                                  then=then)
-            ov, out = got if then is not None else (got, None)  # type: ignore[misc]
+            ov, out = await self.analysis_batcher.run(  # type: ignore[misc]
+                f"{lm.name}:overview", lambda b: overview_batch(lm, b),
+                x if x is not None else functools.partial(self._input, lm, rec), then=then)
         assert isinstance(ov, Overview)
         self._overviews.put(key, ov)
         self._remember_probs(key, ov.probabilities)
