@@ -352,3 +352,36 @@ def test_generated_pictures_are_recognised(
     top1 = int(probs.argmax())
     assert cats[top1] == label, f"top-1 is {cats[top1]!r} ({probs[top1]:.3f})"
     assert probs[top1] > min_prob
+
+
+@pytest.mark.parametrize("in_place", [False, True])  # served: out of place (app.core.zoo); timm builds ReLU6(inplace)
+def test_summary_stats_equal_every_layers_output(model: nn.Module, in_place: bool) -> None:
+    """The traced summary pass (app.core.traced) on the real network: each layer's per-channel
+    min/max equal those of its output bit for bit (means up to rounding), also where it reuses
+    pass-throughs' stats and clamps the min/max of a ReLU6's input."""
+    import copy
+
+    from app.core.probe import capture, summarize
+    from app.core.traced import trace_summary
+
+    model = copy.deepcopy(model)
+    for m in model.modules():
+        if isinstance(getattr(m, "inplace", None), bool):
+            m.inplace = in_place
+    names = [li.name for li in summarize(model, (3, 224, 224))]  # the layers a pass runs, as the zoo lists them
+    traced = trace_summary(model, names, (3, 224, 224))
+    assert traced is not None
+    if not in_place:  # 57 pass-throughs and 33 ReLU6 take no min of their own (2 are 2D): 99 of 191
+        kinds = [node.kind() for node in traced.inlined_graph.nodes()]
+        assert kinds.count("aten::amin") < 0.6 * len(names)
+    x = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(3))
+    with torch.inference_mode(), capture(model, names, clone=frozenset(names)) as acts:
+        want_logits = model(x)
+    with torch.inference_mode():
+        got = traced(x)
+    torch.testing.assert_close(got[0], want_logits, rtol=0, atol=0)
+    for j, n in enumerate(names):
+        flat = acts[n].reshape(1, acts[n].shape[1], -1)
+        assert torch.equal(got[1 + 3 * j], flat.amin(2)), n
+        assert torch.equal(got[2 + 3 * j], flat.amax(2)), n
+        torch.testing.assert_close(got[3 + 3 * j] / flat.shape[2], flat.mean(2), rtol=1e-5, atol=1e-5)
