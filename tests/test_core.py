@@ -32,6 +32,26 @@ def test_layer_parameters_sum_to_the_model_total(arch):
     assert sum(li.parameters for li in summarize(m, (3, 32, 32))) == sum(p.numel() for p in m.parameters())
 
 
+class _Placeholders(nn.Module):
+    """Identity placeholders: one handing on a listed layer's tensor, one after a residual sum."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.se = nn.Identity()  # the conv's very output: not a layer worth a row
+        self.drop = nn.Dropout(0.2)  # a pass-through too, but an architecture's layer (AlexNet, VGG)
+        self.after_sum = nn.Identity()  # hands on a residual sum that no layer output: kept
+        self.unused = nn.Identity()  # never runs
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.drop(self.se(self.conv(x)))
+        return self.after_sum(y + x.mean(1, keepdim=True))
+
+
+def test_identity_placeholders_that_repeat_a_listed_layer_are_not_layers():
+    assert [li.name for li in summarize(_Placeholders(), (3, 8, 8))] == ["conv", "drop", "after_sum"]
+
+
 def test_lenet_activations_equal_a_plain_functional_forward(zoo: Zoo):
     lm = zoo.get("lenet")
     m = lm.module

@@ -46,14 +46,48 @@ class LayerInfo:
         return self.output_shape[0]
 
 
+def _norm_then_children(m: nn.Module) -> nn.Module | None:
+    """For timm's normalisation + activation modules (BatchNormAct2d, GroupNormAct ...): the child
+    whose input is the module's own normalisation, else None.
+
+    Such a module normalises with its own parameters, then runs its ``drop`` and ``act`` children;
+    ``drop`` is a pass-through in eval mode (Identity, Dropout), so its output is the normalised
+    tensor. As leaves alone, the network would show an "Identity" where its batch norm is, and no
+    layer would own the norm's parameters."""
+    drop = getattr(m, "drop", None)
+    if (type(m).__module__.startswith("timm.layers.norm_act")
+            and isinstance(drop, nn.Identity | nn.modules.dropout._DropoutNd)
+            and any(True for _ in m.parameters(recurse=False))):
+        return drop
+    return None
+
+
+def layer_modules(model: nn.Module) -> dict[str, nn.Module]:
+    """The model's layers, in definition order: name -> the module whose forward output is the
+    layer's output. Every module without children is a layer (its own output); so is a timm
+    normalisation + activation module, whose output is taken where its normalisation ends (at its
+    ``drop`` child; :func:`_norm_then_children`)."""
+    out: dict[str, nn.Module] = {}
+    for n, m in model.named_modules():
+        if not n:
+            continue
+        if not any(True for _ in m.children()):
+            out[n] = m
+        elif (child := _norm_then_children(m)) is not None:
+            out[n] = child
+    return out
+
+
 def resolve(model: nn.Module, names: Iterable[str]) -> dict[str, nn.Module]:
-    """Module objects for layer names; raises :class:`UnknownLayerError` for an unknown one."""
+    """For layer names, the modules to hook (:func:`layer_modules`; any other module path: that
+    module itself). Raises :class:`UnknownLayerError` for an unknown one."""
     modules = dict(model.named_modules())
+    layers = layer_modules(model)
     out: dict[str, nn.Module] = {}
     for n in names:
         if not n or n not in modules:
-            raise UnknownLayerError(n, [k for k in modules if k])
-        out[n] = modules[n]
+            raise UnknownLayerError(n, list(layers))
+        out[n] = layers.get(n, modules[n])
     return out
 
 
@@ -138,27 +172,37 @@ def _pair(v: object) -> tuple[int, ...] | None:
 
 
 def leaf_layers(model: nn.Module) -> list[str]:
-    """Names of the modules that have no children (the layers shown in the strip)."""
-    return [n for n, m in model.named_modules() if n and not any(True for _ in m.children())]
+    """Names of the model's layers (:func:`layer_modules`), before :func:`summarize` drops those
+    that a pass does not run and the Identity placeholders."""
+    return list(layer_modules(model))
 
 
 @torch.no_grad()
 def summarize(model: nn.Module, input_size: tuple[int, int, int]) -> list[LayerInfo]:
-    """Every leaf layer with its output shape (one dummy forward) and own parameter count."""
+    """The layers shown in the strip, with output shape (one dummy forward) and own parameter count.
+
+    Of :func:`leaf_layers`, those the forward pass runs, less the ``nn.Identity`` placeholders that
+    hand on the very tensor of a layer listed before them (all 106 of timm's EfficientNet-Lite0:
+    ``aa``, ``se``, ``drop_path``, an ``act`` without activation, the ``drop`` of a norm layer):
+    they would repeat that layer's activations under a type that says nothing happens."""
     names = leaf_layers(model)
     was_training = model.training
     model.eval()
     try:
-        with capture(model, names) as acts:
+        with capture(model, names, keep_grad=True) as acts:  # the output objects themselves (no detach)
             model(torch.zeros(1, *input_size))
     finally:
         model.train(was_training)
     mods = dict(model.named_modules())
     infos = []
+    shown: set[int] = set()  # ids of the outputs of the layers listed so far
     for n in names:
         if n not in acts:
             continue  # a module that the forward pass does not use
         m = mods[n]
+        if isinstance(m, nn.Identity) and id(acts[n]) in shown:
+            continue
+        shown.add(id(acts[n]))
         infos.append(LayerInfo(
             name=n, type=type(m).__name__, output_shape=tuple(acts[n].shape[1:]),
             parameters=sum(p.numel() for p in m.parameters(recurse=False)),

@@ -50,6 +50,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from app.core.probe import layer_modules
+
 _SAME_CLASSES = {"Conv2dSame", "Conv2dSameExport", "MaxPool2dSame", "AvgPool2dSame", "Pad2dSame"}
 
 
@@ -311,19 +313,18 @@ def _shape_key(t: torch.Tensor) -> tuple[object, ...]:
     return tuple(t.shape[2:]) if t.dim() == 4 else ("vector", int(t.shape[-1]))
 
 
-def _leaves(model: nn.Module) -> dict[str, nn.Module]:
-    return {n: m for n, m in model.named_modules() if n and not any(True for _ in m.children())}
 
 
 @torch.no_grad()
 def receptive_fields(model: nn.Module, input_size: tuple[int, int, int], *, strict: bool = False
                      ) -> dict[str, LayerField | None]:
-    """Receptive fields of every leaf layer's output positions, for inputs of ``input_size`` (C, H, W).
+    """Receptive fields of every layer's output positions (:func:`app.core.probe.layer_modules`),
+    for inputs of ``input_size`` (C, H, W).
 
     Layers that run more than once keep their first call. A layer whose geometry cannot be derived
     maps to ``None`` (and so do the layers that depend on it), or raises with ``strict``.
     """
-    leaves = _leaves(model)
+    leaves = layer_modules(model)  # name -> the module whose output is the layer's
     events: list[tuple[str, nn.Module, torch.Tensor | None, torch.Tensor]] = []
     keep: list[torch.Tensor] = []  # keeps tensors alive so that their ids stay unique during the pass
 

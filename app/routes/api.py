@@ -182,7 +182,7 @@ async def get_analysis(engine: EngineDep, image_id: ImageId, model: ModelQ = Non
                        k: Annotated[int, Query(ge=1, le=1000)] = 5) -> Response:
     rec = engine.image(image_id)
     lm = pick_model(engine, model)
-    # JSON of a large model's stats takes milliseconds (efficientnet-lite0: 2.3 MB): off the loop,
+    # JSON of a large model's stats takes milliseconds (efficientnet-lite0: 1.7 MB): off the loop,
     # in the thread that computes the overview
     _, response = await engine.overview_then(lm, rec, functools.partial(_analysis_response, lm, rec, k=k))
     return response
