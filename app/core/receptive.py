@@ -1,6 +1,7 @@
 """Receptive fields, computed exactly from the layer stack.
 
-One forward pass with hooks on every leaf module records the modules in the order they run, with
+One forward pass with hooks on every layer (each leaf module; a timm norm layer at the end of its
+normalisation: :func:`app.core.probe.layer_modules`) records the modules in the order they run, with
 the tensor each one reads and writes. Walking that record, every tensor gets a :class:`Geometry`:
 for each output row (and column) the interval of input-image pixels it depends on. Per layer:
 
