@@ -54,10 +54,11 @@ def _norm_then_children(m: nn.Module) -> nn.Module | None:
     ``drop`` is a pass-through in eval mode (Identity, Dropout), so its output is the normalised
     tensor. As leaves alone, the network would show an "Identity" where its batch norm is, and no
     layer would own the norm's parameters."""
-    drop = getattr(m, "drop", None)
-    if (type(m).__module__.startswith("timm.layers.norm_act")
-            and isinstance(drop, nn.Identity | nn.modules.dropout._DropoutNd)
-            and any(True for _ in m.parameters(recurse=False))):
+    if not type(m).__module__.startswith("timm.layers.norm_act"):
+        return None
+    drop = m._modules.get("drop")
+    if isinstance(drop, nn.Identity | nn.modules.dropout._DropoutNd) and any(
+            p is not None for p in m._parameters.values()):
         return drop
     return None
 
@@ -67,25 +68,31 @@ def layer_modules(model: nn.Module) -> dict[str, nn.Module]:
     layer's output. Every module without children is a layer (its own output); so is a timm
     normalisation + activation module, whose output is taken where its normalisation ends (at its
     ``drop`` child; :func:`_norm_then_children`)."""
-    out: dict[str, nn.Module] = {}
+    return _modules_and_layers(model)[1]
+
+
+def _modules_and_layers(model: nn.Module) -> tuple[dict[str, nn.Module], dict[str, nn.Module]]:
+    """Every named module, and :func:`layer_modules` (one walk of the tree)."""
+    modules: dict[str, nn.Module] = {}
+    layers: dict[str, nn.Module] = {}
     for n, m in model.named_modules():
         if not n:
             continue
-        if not any(True for _ in m.children()):
-            out[n] = m
+        modules[n] = m
+        if not m._modules:
+            layers[n] = m
         elif (child := _norm_then_children(m)) is not None:
-            out[n] = child
-    return out
+            layers[n] = child
+    return modules, layers
 
 
 def resolve(model: nn.Module, names: Iterable[str]) -> dict[str, nn.Module]:
     """For layer names, the modules to hook (:func:`layer_modules`; any other module path: that
     module itself). Raises :class:`UnknownLayerError` for an unknown one."""
-    modules = dict(model.named_modules())
-    layers = layer_modules(model)
+    modules, layers = _modules_and_layers(model)
     out: dict[str, nn.Module] = {}
     for n in names:
-        if not n or n not in modules:
+        if n not in modules:
             raise UnknownLayerError(n, list(layers))
         out[n] = layers.get(n, modules[n])
     return out
