@@ -41,6 +41,9 @@ def test_unknown_names_give_404_listing_what_exists(client: TestClient, uploaded
     assert r.status_code == 404 and "lenet" in r.json()["detail"] and "cifarnet" in r.json()["valid"]
     r = client.get(f"/api/images/{uploaded}/activations/conv9", params={"model": "lenet"})
     assert r.status_code == 404 and "conv1" in r.json()["valid"]
+    r = client.get(f"/api/images/{uploaded}/activations/block1", params={"model": "cifarnet"})  # a container
+    assert r.status_code == 404 and "is a module of cifarnet but not a layer" in r.json()["detail"]
+    assert "block1.conv1" in r.json()["valid"]
     r = client.get("/api/images/0123456789abcdef/predictions")
     assert r.status_code == 404 and "POST /api/images" in r.json()["detail"]
     r = client.get(f"/api/images/{uploaded}/predictions", params={"model": "nope"})

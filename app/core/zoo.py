@@ -186,7 +186,11 @@ class LoadedModel:
         for li in self.layers:
             if li.name == name:
                 return li
-        raise UnknownLayerError(name, [li.name for li in self.layers])
+        hint = None
+        if name and name in dict(self.module.named_modules()):
+            hint = (f"{name!r} is a module of {self.name} but not a layer: a container of layers, an "
+                    "Identity placeholder that hands on the layer before it, or a module the pass does not run")
+        raise UnknownLayerError(name, [li.name for li in self.layers], hint)
 
     def private_copy(self) -> nn.Module:
         """A deep copy of the module in eval mode, for work that hooks or changes it (jobs)."""
