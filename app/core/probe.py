@@ -50,17 +50,14 @@ def _norm_then_children(m: nn.Module) -> nn.Module | None:
     """For timm's normalisation + activation modules (BatchNormAct2d, GroupNormAct ...): the child
     whose input is the module's own normalisation, else None.
 
-    Such a module normalises with its own parameters, then runs its ``drop`` and ``act`` children;
+    Such a module normalises (with its own parameters), then runs its ``drop`` and ``act`` children;
     ``drop`` is a pass-through in eval mode (Identity, Dropout), so its output is the normalised
     tensor. As leaves alone, the network would show an "Identity" where its batch norm is, and no
     layer would own the norm's parameters."""
     if not type(m).__module__.startswith("timm.layers.norm_act"):
         return None
     drop = m._modules.get("drop")
-    if isinstance(drop, nn.Identity | nn.modules.dropout._DropoutNd) and any(
-            p is not None for p in m._parameters.values()):
-        return drop
-    return None
+    return drop if isinstance(drop, nn.Identity | nn.modules.dropout._DropoutNd) else None
 
 
 def layer_modules(model: nn.Module) -> dict[str, nn.Module]:

@@ -314,8 +314,6 @@ def _shape_key(t: torch.Tensor) -> tuple[object, ...]:
     return tuple(t.shape[2:]) if t.dim() == 4 else ("vector", int(t.shape[-1]))
 
 
-
-
 @torch.no_grad()
 def receptive_fields(model: nn.Module, input_size: tuple[int, int, int], *, strict: bool = False
                      ) -> dict[str, LayerField | None]:
