@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import sys
 from collections.abc import AsyncIterator
@@ -22,6 +23,7 @@ from app.core.errors import NotFoundError
 from app.core.imaging import ImageError
 from app.core.zoo import Zoo, discover
 from app.gate import Overloaded
+from app.gcwatch import GcWatch
 from app.limits import BodyLimit, SecurityHeaders, UploadRateLimit
 from app.services import BadParameterError, Engine
 from app.store import Store
@@ -57,6 +59,17 @@ def _release_free_heap() -> None:
         pass
 
 
+def _freeze_loaded_objects() -> None:
+    """Move every object alive after start-up out of the garbage collector's generations (gc.freeze).
+
+    The models, their traced graphs and their metadata are ~450,000 objects that live as long as the
+    process; the collector's occasional full collection walks them all while every thread waits for
+    the GIL: 160-170 ms with the three bundled models loaded, ~0 ms once frozen. Collecting first
+    frees what loading left in reference cycles, which freezing would keep forever."""
+    gc.collect()
+    gc.freeze()
+
+
 def create_app(settings: Settings | None = None, *, zoo: Zoo | None = None) -> FastAPI:
     """Build the application. ``zoo`` may be given (tests); otherwise it is loaded at start-up."""
     settings = settings or get_settings()
@@ -81,14 +94,19 @@ def create_app(settings: Settings | None = None, *, zoo: Zoo | None = None) -> F
         store = Store(settings.data_dir)
         app.state.engine = Engine(settings, the_zoo, store)
         _release_free_heap()
+        if settings.gc_freeze:
+            _freeze_loaded_objects()
         log.info("convscope %s serving %s", __version__, ", ".join(the_zoo.names()))
         try:
-            yield
+            with GcWatch() as app.state.engine.gc_watch:
+                yield
         finally:
             await app.state.engine.close()
             store.close()
             sys.setswitchinterval(switch)
             pool.shutdown(wait=False)
+            if settings.gc_freeze:
+                gc.unfreeze()  # collectable again (a test process starts many apps)
 
     limits = (f"Uploads: at most {settings.max_upload_bytes:,} bytes, {settings.max_side:,} pixels a side and "
               f"{settings.max_pixels:,} pixels in all; JPEG, PNG, WebP, BMP or GIF (first frame).")

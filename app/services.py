@@ -6,6 +6,7 @@ Routes call these methods and only turn the results into JSON, PNG, .npy or HTML
 from __future__ import annotations
 
 import functools
+import gc
 import hashlib
 import io
 import math
@@ -28,6 +29,7 @@ from app.core.errors import NotFoundError
 from app.core.inference import Analysis, Overview, analyze, analyze_batch, layer_batch, overview_batch, overview_of, predict_batch
 from app.core.zoo import LoadedModel, Zoo
 from app.gate import Gate
+from app.gcwatch import GcWatch
 from app.store import ImageGone, ImageRecord, Store
 
 
@@ -102,6 +104,7 @@ class Engine:
         self.settings = settings
         self.zoo = zoo
         self.store = store
+        self.gc_watch: GcWatch | None = None  # set while the app serves (app.main)
         self.gate = Gate(settings.inference_concurrency, settings.inference_wait_s, threads=settings.torch_threads)
         # Uploads (decode, sanitise, fsync'ed write) have their own slots: a disk flush must not
         # hold a slot that a forward pass could use.
@@ -328,7 +331,10 @@ class Engine:
         return {"predictions": batcher(self.predict_batcher), "analyses": batcher(self.analysis_batcher),
                 "overload_refusals": self.gate.rejected + self.upload_gate.rejected,
                 "analyses_kept": self._analyses.count, "pictures_kept": pictures, "probabilities_kept": probs,
-                "inputs_kept": inputs, "overviews_kept": self._overviews.count}
+                "inputs_kept": inputs, "overviews_kept": self._overviews.count,
+                # the garbage collector's pauses while serving (app.gcwatch), objects frozen at start-up
+                "gc": self.gc_watch.snapshot() if self.gc_watch is not None
+                else {"collections": [g["collections"] for g in gc.get_stats()], "frozen": gc.get_freeze_count()}}
 
     def analysis_batch_size(self, lm: LoadedModel) -> int:
         """How many photos one batched full analysis of ``lm`` takes (activations within analysis_batch_mb)."""

@@ -136,6 +136,28 @@ def test_stats_count_forward_passes_and_what_memory_keeps(client: TestClient, up
     assert st["pictures_kept"] >= 1 and st["probabilities_kept"] >= 1
 
 
+def test_start_up_freezes_what_loading_made_and_shut_down_releases_it(settings: Settings, zoo: Zoo):
+    """With gc_freeze (the default), what start-up leaves alive (models, traced graphs) is moved out of
+    the collector's generations, so that a full collection does not walk it; /api/stats counts
+    collections and frozen objects; shut down, the objects are collectable again."""
+    import gc
+
+    assert gc.get_freeze_count() == 0 and settings.gc_freeze is False  # tests run without (conftest)
+    module = zoo.get("lenet").module
+    with TestClient(create_app(settings.model_copy(update={"gc_freeze": True}), zoo=zoo)) as c:
+        frozen = gc.get_freeze_count()
+        assert frozen > 10_000
+        assert not any(o is module for o in gc.get_objects())  # the collector's generations skip it
+        gc.collect()  # a full collection, timed by the app's watch
+        st = c.get("/api/stats").json()["gc"]
+        assert 10_000 < st["frozen"] <= frozen  # frozen objects may still die
+        assert st["collections"][2] >= 1 and 0 < st["longest_ms"][2] <= st["total_ms"][2]
+        watch = c.app.state.engine.gc_watch
+        assert watch._callback in gc.callbacks
+    assert gc.get_freeze_count() == 0 and watch._callback not in gc.callbacks
+    assert any(o is module for o in gc.get_objects())
+
+
 def test_bad_uploads_get_clear_4xx_and_the_server_keeps_serving(client: TestClient):
     cases = [(b"", 400), (b"not an image at all", 415), (make_photo(200, 200)[:900], 400)]
     for data, status in cases:
