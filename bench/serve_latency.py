@@ -104,7 +104,8 @@ def main() -> None:
     names = [n for n in (args.models.split(",") if args.models else zoo.names()) if n]
     app = create_app(settings, zoo=zoo)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=8765, log_level="warning"))
-    threading.Thread(target=server.run, daemon=True).start()
+    serving = threading.Thread(target=server.run, daemon=True)
+    serving.start()
     while not server.started:
         time.sleep(0.05)
     engine = app.state.engine
@@ -160,6 +161,7 @@ def main() -> None:
             plain, over, js = (statistics.median(p[i] for p in split) for i in range(3))
             work.append((name, plain, over, js, split[0][3], b))
     server.should_exit = True
+    serving.join(30)  # its shut-down runs (a server thread left running at exit can crash the interpreter)
     # What the answer costs apart from serving it (HTTP, hand-offs, reading the stored file): the
     # stats of every layer and the JSON. "work ratio": (bare + the stats' extra time + JSON) / bare,
     # what the endpoint would reach with no serving overhead at all.
