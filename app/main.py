@@ -12,7 +12,7 @@ import anyio.to_thread
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -112,6 +112,7 @@ def create_app(settings: Settings | None = None, *, zoo: Zoo | None = None) -> F
               f"{settings.max_pixels:,} pixels in all; JPEG, PNG, WebP, BMP or GIF (first frame).")
     app = FastAPI(
         title="convscope", version=__version__, lifespan=lifespan,
+        docs_url=None, redoc_url=None,  # /docs below: FastAPI's pages load Swagger UI from a CDN
         description="Look inside convolutional neural networks: predictions, every layer's activations, "
                     "first-layer filters. Layers are named by their `named_modules()` path.\n\n" + limits,
     )
@@ -193,4 +194,29 @@ def create_app(settings: Settings | None = None, *, zoo: Zoo | None = None) -> F
 
     routes_ext.include(app)
     app.mount("/static", StaticFiles(directory=ROOT / "static"), name="static")
+
+    @app.get("/docs", include_in_schema=False)
+    async def api_docs() -> HTMLResponse:
+        """The OpenAPI reference (Swagger UI), from vendored files: it works offline and under the CSP."""
+        return HTMLResponse(_DOCS_HTML)
+
     return app
+
+
+_SWAGGER = "/static/vendor/swagger-ui-5.35.0"
+_DOCS_HTML = f"""<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>convscope API · Swagger UI</title>
+<link rel="icon" href="/static/favicon.svg" type="image/svg+xml">
+<link rel="stylesheet" href="{_SWAGGER}/swagger-ui.css">
+</head>
+<body>
+<div id="swagger-ui" data-openapi-url="/openapi.json"></div>
+<script src="{_SWAGGER}/swagger-ui-bundle.js"></script>
+<script src="/static/js/docs.js"></script>
+</body>
+</html>
+"""

@@ -57,3 +57,22 @@ def test_drag_and_drop_upload(live_server: str, page):
     page.wait_for_url("**/images/**")
     assert page.locator(".bars li").count() == 5
     assert page.js_errors == []
+
+
+def test_api_reference_at_docs_works_offline(live_server: str, page):
+    """/docs is Swagger UI from vendored files: every request stays on this server (no CDN; a
+    classroom is offline) and nothing breaks the Content-Security-Policy; an operation runs."""
+    elsewhere: list[str] = []
+    page.on("request", lambda r: elsewhere.append(r.url) if not r.url.startswith(live_server) else None)
+    page.goto(f"{live_server}/docs")
+    page.wait_for_selector(".opblock")
+    paths = page.eval_on_selector_all(".opblock-summary-path", "els => els.map(e => e.dataset.path)")
+    for p in ("/api/models", "/api/images", "/api/images/{image_id}/activations/{layer}", "/healthz"):
+        assert p in paths
+    page.locator(".opblock-summary-path[data-path='/api/models']").first.click()
+    page.locator("button.try-out__btn").first.click()
+    page.locator("button.execute").first.click()
+    page.wait_for_selector(".live-responses-table .response .response-col_status")
+    assert page.locator(".live-responses-table .response .response-col_status").first.inner_text().strip() == "200"
+    assert "lenet" in page.locator(".live-responses-table .response .response-col_description").first.inner_text()
+    assert elsewhere == [] and page.js_errors == []
