@@ -6,7 +6,6 @@ Routes call these methods and only turn the results into JSON, PNG, .npy or HTML
 from __future__ import annotations
 
 import functools
-import gc
 import hashlib
 import io
 import math
@@ -333,8 +332,7 @@ class Engine:
                 "analyses_kept": self._analyses.count, "pictures_kept": pictures, "probabilities_kept": probs,
                 "inputs_kept": inputs, "overviews_kept": self._overviews.count,
                 # the garbage collector's pauses while serving (app.gcwatch), objects frozen at start-up
-                "gc": self.gc_watch.snapshot() if self.gc_watch is not None
-                else {"collections": [g["collections"] for g in gc.get_stats()], "frozen": gc.get_freeze_count()}}
+                "gc": self.gc_watch.snapshot() if self.gc_watch is not None else None}
 
     def analysis_batch_size(self, lm: LoadedModel) -> int:
         """How many photos one batched full analysis of ``lm`` takes (activations within analysis_batch_mb)."""
