@@ -271,7 +271,7 @@ def main() -> None:
           f"{rss1:.0f} MB after ({rss1 - rss0:+.0f} MB over {res['requests']} requests; goal <= 50 MB)")
     print(f"server CPU {1000 * (cpu1 - cpu0) / res['requests']:.2f} ms per request; mean batch: predictions "
           f"{stats['predictions']['mean_batch']}, analyses and single-layer passes {stats['analyses']['mean_batch']}")
-    gcs = stats.get("gc", {})
+    gcs = stats.get("gc") or {}
     print(f"server garbage collections since start (generations 0/1/2): {gcs.get('collections')}, longest "
           f"{gcs.get('longest_ms')} ms, in all {gcs.get('total_ms')} ms; objects frozen at start-up: {gcs.get('frozen')}")
     print("raw batched forward (batch 32), before / after the load: " + "; ".join(
