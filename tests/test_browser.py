@@ -13,13 +13,17 @@ pytestmark = pytest.mark.browser
 SHOTS = ROOT / "shots"
 
 
-def test_upload_shows_predictions_activations_and_filters(live_server: str, page, tmp_path: Path):
-    photo = tmp_path / "street.jpg"
-    photo.write_bytes(make_photo(320, 240, seed=11))
-    page.goto(f"{live_server}/?model=lenet")
+def upload(page, live_server: str, photo: Path, data: bytes, model: str) -> None:  # type: ignore[no-untyped-def]
+    """Upload ``data`` through the home page's file picker with ``model`` chosen; waits for the analysis."""
+    photo.write_bytes(data)
+    page.goto(f"{live_server}/?model={model}")
     page.set_input_files("#file-input", str(photo))
     page.click("button[type=submit]")
     page.wait_for_url("**/images/**")
+
+
+def test_upload_shows_predictions_activations_and_filters(live_server: str, page, tmp_path: Path):
+    upload(page, live_server, tmp_path / "street.jpg", make_photo(320, 240, seed=11), "lenet")
     bars = page.locator(".bars li")
     assert bars.count() == 5
     assert page.locator("tfoot .total").inner_text() == "62,958"
@@ -42,6 +46,24 @@ def test_upload_shows_predictions_activations_and_filters(live_server: str, page
     page.wait_for_selector("#filters .tabs a[aria-current]:has-text('Per input channel')")
     SHOTS.mkdir(exist_ok=True)
     page.screenshot(path=str(SHOTS / "analysis-lenet.png"), full_page=True)
+    assert page.js_errors == []
+
+
+def test_feature_visualization_finishes_in_place_under_the_analysis(live_server: str, page, tmp_path: Path):
+    """A channel's view starts its feature visualization; when the job ends, its picture appears
+    there and the browser stays on the photo's analysis."""
+    upload(page, live_server, tmp_path / "fv.jpg", make_photo(96, 96, seed=21), "lenet")
+    analysis_url = page.url
+    page.click("details[data-layer='conv1'] > summary")
+    page.click("details[data-layer='conv1'] a.tile >> nth=5")
+    slot = "details[data-layer='conv1'] .featvis-slot"
+    page.wait_for_selector(f"{slot} .job progress, {slot} figure img.featvis-img", timeout=30_000)
+    page.wait_for_selector(f"{slot} section.featvis figure img.featvis-img", timeout=120_000)
+    assert page.url == analysis_url
+    assert page.locator(f"{slot} section.featvis").count() == 1  # replaced, not nested
+    assert page.locator(f"{slot} .job").count() == 0
+    assert page.eval_on_selector(f"{slot} figure img.featvis-img", "img => img.complete && img.naturalWidth > 0")
+    assert page.locator("details[data-layer='conv1'] .channel-detail h3").inner_text().startswith("conv1")
     assert page.js_errors == []
 
 

@@ -222,3 +222,32 @@ def test_render_leaves_the_weights_trainable_and_without_gradients(zoo: Zoo):
     _render(lm, fv.Objective("channel", "conv2", 3), steps=4)
     assert [p.requires_grad for p in lm.module.parameters()] == before
     assert all(p.grad is None for p in lm.module.parameters())
+
+
+def test_finished_job_panel_reloads_its_own_page_and_swaps_in_place_elsewhere(client: TestClient):
+    """A finished job's panel: on the feature-visualization page itself the page reloads to show the
+    result; embedded in a photo's channel view, the result takes the job's place (no navigation)."""
+    fv_path = "/models/lenet/layers/conv1/channels/1/featvis"
+    r = client.get("/api/models/lenet/layers/conv1/channels/1/featvis", params={"steps": 8})
+    job_url = r.headers["location"]
+    for _ in range(300):
+        if client.get(job_url).json()["status"] not in ("queued", "running"):
+            break
+        time.sleep(0.05)
+    job_id = job_url.rsplit("/", 1)[1]
+    done_url = f"{fv_path}?steps=8"
+    panel = f"/jobs/{job_id}/panel"
+    own = client.get(panel, params={"done_url": done_url},
+                     headers={"HX-Request": "true", "HX-Current-URL": f"http://testserver{done_url}"})
+    assert own.status_code == 200 and own.headers["HX-Redirect"] == done_url
+    elsewhere = client.get(panel, params={"done_url": done_url},
+                           headers={"HX-Request": "true", "HX-Current-URL": "http://testserver/images/abc?model=lenet"})
+    assert elsewhere.status_code == 200 and "HX-Redirect" not in elsewhere.headers
+    assert f'hx-get="{done_url}"' in elsewhere.text.replace("&amp;", "&")
+    assert 'hx-target="closest section.featvis"' in elsewhere.text
+    # what that swap loads: the finished result as a fragment
+    part = client.get(done_url, headers={"HX-Request": "true"})
+    assert '<section class="featvis"' in part.text and "format=png" in part.text and "<html" not in part.text
+    # without htmx: the panel is a plain page fragment with a link to the result
+    plain = client.get(panel, params={"done_url": done_url})
+    assert plain.status_code == 200 and f'href="{done_url}"' in plain.text.replace("&amp;", "&")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -184,9 +185,16 @@ async def job_panel(request: Request, job_id: Annotated[str, Path(max_length=64)
     job = service(request).jobs.get(job_id)
     if job is None:
         raise JobNotFound(job_id)
+    embedded = False
     if job.status == "done" and request.headers.get("HX-Request") == "true":
-        return Response(status_code=200, headers={"HX-Redirect": done_url})
-    return render(request, "partials/job.html", {"job": job, "done_url": done_url}, block="job")
+        # On the job's own page, reload it (as without JS). Embedded in another page (a channel's
+        # view under a photo's analysis), the result takes the job's place there: navigating away
+        # would lose what the user is looking at.
+        here = request.headers.get("HX-Current-URL")
+        if here is None or urlsplit(here).path == urlsplit(done_url).path:
+            return Response(status_code=200, headers={"HX-Redirect": done_url})
+        embedded = True
+    return render(request, "partials/job.html", {"job": job, "done_url": done_url, "embedded": embedded}, block="job")
 
 
 @pages.post("/jobs/{job_id}/cancel", response_class=HTMLResponse)
