@@ -96,6 +96,12 @@ class FeatVisService:
                 self._copies[key] = fv.working_copy(lm.module)
         return self._copies[key]
 
+    def rendered(self, lm: LoadedModel, objs: list[fv.Objective], s: fv.Settings) -> list[bool]:
+        """For each objective, whether its picture with settings ``s`` is in the cache."""
+        keys = [self.key(lm, o, s) for o in objs]
+        present = self.engine.store.cache_present([k + suffix for k in keys for suffix in (":png", ":json")])
+        return [k + ":png" in present and k + ":json" in present for k in keys]
+
     def start(self, lm: LoadedModel, obj: fv.Objective, s: fv.Settings) -> JobState:
         key = self.key(lm, obj, s)
         return self.jobs.submit("featvis", key, s.steps, lambda job: self._job(job, lm, obj, s))

@@ -236,6 +236,17 @@ class Store:
             return None
         return data
 
+    def cache_present(self, keys: list[str]) -> set[str]:
+        """Which of ``keys`` have a cached entry (not read nor checked: :meth:`cache_get` does that)."""
+        found: set[str] = set()
+        for i in range(0, len(keys), 500):
+            part = keys[i:i + 500]
+            with self._lock:
+                rows = self._db.execute(f"SELECT key FROM cache WHERE key IN ({','.join('?' * len(part))})",
+                                        part).fetchall()
+            found.update(r[0] for r in rows)
+        return found
+
     def cache_put(self, key: str, data: bytes, image_id: str | None = None, *, durable: bool = True) -> None:
         """Keep a computed result. ``durable=False`` for results that are cheap to compute again
         (no flush to disk: after a crash the checksum drops a damaged entry and it is recomputed)."""

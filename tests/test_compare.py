@@ -92,6 +92,21 @@ def test_compare_two_photos_one_model(client: TestClient) -> None:
     assert "|A−B|" in frag.text
 
 
+def test_compare_with_no_photo_named(client: TestClient) -> None:
+    """/compare alone: a clear message while nothing is uploaded, then the two latest uploads."""
+    empty = client.get("/compare?lang=es")
+    assert empty.status_code == 409 and "Aún no hay nada que comparar" in empty.text
+    assert client.get("/api/compare").status_code == 422  # the JSON face still asks for the photos
+    a = _upload(client, 5)
+    one = client.get("/compare?model=lenet", follow_redirects=False)
+    assert one.status_code == 303 and one.headers["location"] == f"/compare?a={a}&b={a}&model=lenet"
+    b = _upload(client, 6)
+    two = client.get("/compare?lang=es", follow_redirects=False)
+    assert two.headers["location"] == f"/compare?a={b}&b={a}&lang=es"
+    page = client.get("/compare", params={"model": "lenet"})
+    assert page.status_code == 200 and f'/api/images/{b}/file' in page.text and f'/api/images/{a}/file' in page.text
+
+
 def test_compare_two_models_and_two_checkpoints(client: TestClient) -> None:
     img = _upload(client, 3)
     r = client.get(f"/api/compare?image={img}&model_a=lenet&model_b=cifarnet").json()

@@ -251,3 +251,41 @@ def test_finished_job_panel_reloads_its_own_page_and_swaps_in_place_elsewhere(cl
     # without htmx: the panel is a plain page fragment with a link to the result
     plain = client.get(panel, params={"done_url": done_url})
     assert plain.status_code == 200 and f'href="{done_url}"' in plain.text.replace("&amp;", "&")
+
+
+def test_layer_gallery_lists_rendered_pictures_and_links_the_rest(client: TestClient, zoo: Zoo):
+    """/models/{model}/featvis (the lecture's fourth method links there): a layer's channels, the
+    rendered ones (default settings, as the CLI's --all makes them) with their picture."""
+    svc = FeatVisService(client.app.state.engine)
+    client.app.state.featvis = svc
+    lm = zoo.get("lenet")
+    for c in (1, 4):
+        svc.run(lm, make_objective(lm, "channel", "conv1", c), svc.settings_for(lm))
+    j = client.get("/api/models/lenet/featvis", params={"layer": "conv1"}).json()
+    assert j["objective"] == "channel" and j["settings"] == {"steps": 256, "seed": 0}
+    assert [i["index"] for i in j["items"]] == list(range(8)) and j["rendered"] == 2
+    assert [i["rendered"] for i in j["items"]] == [c in (1, 4) for c in range(8)]
+    png = client.get(j["items"][4]["image_url"])
+    assert png.status_code == 200 and png.headers["content-type"] == "image/png"
+    assert png.content == svc.cached(lm, make_objective(lm, "channel", "conv1", 4), svc.settings_for(lm))[0]
+    assert j["items"][0]["image_url"] is None and j["items"][0]["url"] == "/api/models/lenet/layers/conv1/channels/0/featvis"
+    # the default layer is the last convolution; a linear layer's channels are units; classes are the output's
+    assert client.get("/api/models/lenet/featvis").json()["layer"] == "conv2"
+    fc = client.get("/api/models/lenet/featvis", params={"layer": "fc3"}).json()
+    assert fc["objective"] == "unit" and len(fc["items"]) == 120 and fc["items"][7]["url"].endswith("objective=unit")
+    cls = client.get("/api/models/lenet/featvis", params={"show": "classes"}).json()
+    assert cls["objective"] == "class" and cls["layer"] == "out"
+    assert [i["label"] for i in cls["items"]] == list(lm.spec.categories)
+    # HTML: full page and htmx partial; pictures for the rendered, links for the rest
+    page = client.get("/models/lenet/featvis", params={"layer": "conv1"})
+    assert page.status_code == 200 and "<html" in page.text
+    assert page.text.count('class="tile pending"') == 6
+    assert "/api/models/lenet/layers/conv1/channels/4/featvis?format=png" in page.text
+    assert 'href="/models/lenet/layers/conv1/channels/0/featvis"' in page.text
+    part = client.get("/models/lenet/featvis", params={"layer": "conv1"}, headers={"HX-Request": "true"})
+    assert "<html" not in part.text and 'id="fv-gallery"' in part.text
+    es = client.get("/models/lenet/featvis", params={"show": "classes", "lang": "es"})
+    assert "0 de 10 generadas" in es.text and "lang=es" in es.text
+    bad = client.get("/api/models/lenet/featvis", params={"layer": "nope"})
+    assert bad.status_code == 404 and "conv1" in bad.json()["detail"]
+    assert client.get("/models/nope/featvis").status_code == 404

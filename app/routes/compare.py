@@ -9,11 +9,12 @@
 from __future__ import annotations
 
 import base64
+import functools
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from app import i18n
 from app.blocking import run_blocking
@@ -26,7 +27,7 @@ from app.routes.api import ERRORS, fast_json, pick_model
 from app.services import BadParameterError, Engine
 from app.snapshots import snapshot_zoo
 from app.store import ImageRecord
-from app.web import render
+from app.web import lang_of, render, render_error, url_with
 
 api = APIRouter(prefix="/api", tags=["compare"])
 pages = APIRouter(include_in_schema=False)
@@ -63,6 +64,8 @@ i18n.register({
     "cmp.go": ("Compare", "Comparar"),
     "cmp.final": ("final", "final"),
     "cmp.no_diff": ("different shapes: no difference", "formas distintas: sin diferencia"),
+    "cmp.no_photos": ("There is nothing to compare yet: upload a photo on the start page, then come back.",
+                      "Aún no hay nada que comparar: sube una foto en la página de inicio y vuelve."),
 })
 
 Id = Annotated[str | None, Query(max_length=64)]
@@ -84,7 +87,7 @@ def sides(engine: EngineDep, a: Id = None, b: Id = None, image: Id = None, model
           snapshot: Ckpt = None) -> Sides:
     ia, ib = a or image, b or image
     if not ia or not ib:
-        raise BadParameterError("name two photos (a= and b=) or one (image=); GET /api/images lists them")
+        raise NoPhotosNamed("name two photos (a= and b=) or one (image=); GET /api/images lists them")
     zoo = snapshot_zoo(engine)
     ma = pick_model(engine, model_a or model).name
     mb = pick_model(engine, model_b or model).name
@@ -96,7 +99,22 @@ def sides(engine: EngineDep, a: Id = None, b: Id = None, image: Id = None, model
     return Sides(engine.image(ia), engine.image(ib), lm_a, lm_b, q)
 
 
+class NoPhotosNamed(BadParameterError):
+    pass
+
+
+@functools.wraps(sides)
+def sides_or_none(*args: Any, **kwargs: Any) -> Sides | None:
+    """:func:`sides`, or None when no photo is named (the page then picks the latest uploads)."""
+    try:
+        return sides(*args, **kwargs)
+    except NoPhotosNamed:
+        return None
+
+
 SidesDep = Annotated[Sides, Depends(sides)]
+PageSidesDep = Annotated[Sides | None, Depends(sides_or_none)]
+SIDE_CHOICES = ("model", "model_a", "model_b", "checkpoint_a", "checkpoint_b", "snapshot")
 
 
 async def _analyses(engine: Engine, s: Sides) -> tuple[Analysis, Analysis]:
@@ -118,7 +136,13 @@ async def compare_api(engine: EngineDep, s: SidesDep) -> Response:
 
 
 @pages.get("/compare", response_class=HTMLResponse)
-async def compare_page(request: Request, engine: EngineDep, s: SidesDep) -> HTMLResponse:
+async def compare_page(request: Request, engine: EngineDep, s: PageSidesDep) -> Response:
+    if s is None:  # no photo named: the two latest uploads (the latest twice if only one), else say what to do
+        latest = engine.store.list_images(2)
+        if not latest:
+            return render_error(request, 409, i18n.translator(lang_of(request))("cmp.no_photos"))
+        keep = {k: v for k, v in request.query_params.items() if k in SIDE_CHOICES}
+        return RedirectResponse(url_with(request, "/compare", a=latest[0].id, b=latest[-1].id, **keep), status_code=303)
     an_a, an_b = await _analyses(engine, s)
     pairs, how = pair_layers(s.lm_a, s.lm_b)
     rows = await run_blocking(layer_rows, pairs, an_a, an_b)

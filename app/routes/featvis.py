@@ -39,6 +39,20 @@ i18n.register({
     "fv.objective": ("Objective", "Objetivo"),
     "fv.steps": ("Steps", "Pasos"),
     "fv.seed": ("Seed", "Semilla"),
+    "fvg.title": ("Feature visualization · {model}", "Visualización de rasgos · {model}"),
+    "fvg.lead": ("What each channel of a layer responds to most, as an image optimised for it. Rendered pictures "
+                 "are shown; open any other to render it (it takes a while on these machines).",
+                 "A qué responde más cada canal de una capa, como una imagen optimizada para él. Se muestran las "
+                 "ya generadas; abre cualquier otra para generarla (tarda un poco en estas máquinas)."),
+    "fvg.layer": ("Layer", "Capa"),
+    "fvg.show": ("Show", "Mostrar"),
+    "fvg.channels": ("The layer's channels", "Los canales de la capa"),
+    "fvg.classes": ("The classes (output)", "Las clases (salida)"),
+    "fvg.go": ("Show", "Mostrar"),
+    "fvg.count": ("{done} of {total} rendered.", "{done} de {total} generadas."),
+    "fvg.cli": ("Render them all ahead of class:", "Para generarlas todas antes de la clase:"),
+    "fvg.whole": ("The whole layer (DeepDream)", "La capa entera (DeepDream)"),
+    "fvg.todo": ("not rendered yet: open it to render", "aún sin generar: ábrela para generarla"),
     "attr.title": ("Why this prediction?", "¿Por qué esta predicción?"),
     "attr.help": ("Bright areas are the pixels the chosen class depends on most, by the chosen method.",
                   "Las zonas claras son los píxeles de los que más depende la clase elegida, según el método."),
@@ -159,7 +173,63 @@ async def get_attribution(engine: EngineDep, image_id: Annotated[str, Path(max_l
                       "min": float(v.min()), "max": float(v.max()), "values": v.float().numpy()})
 
 
+Show = Literal["channels", "classes"]
+ModelName = Annotated[str, Path(max_length=64)]
+GalleryLayer = Annotated[str | None, Query(max_length=200, description="default: the last convolution")]
+
+
+def _gallery(request: Request, engine: Engine, model: str, layer: str | None, show: str) -> dict[str, object]:
+    """The feature visualizations of one layer's channels (or of the classes), each with its page and,
+    when rendered with the default settings, its picture."""
+    svc = service(request)
+    lm = engine.model(model)
+    if show == "classes":
+        layer = lm.layers[-1].name
+        kind, labels = "class", list(lm.spec.categories)
+    else:
+        layer = layer or last_spatial_conv(lm)
+        info = lm.layer(layer)
+        kind, labels = ("channel" if info.is_spatial else "unit"), [str(c) for c in range(info.channels)]
+    s = svc.settings_for(lm)
+    objs = [make_objective(lm, kind, layer, c) for c in range(len(labels))]
+    done = svc.rendered(lm, objs, s)
+    qs = {} if kind == "channel" else {"objective": kind}
+
+    def item(c: int, rendered: bool) -> dict[str, object]:
+        path = f"/models/{lm.name}/layers/{layer}/channels/{c}/featvis"
+        api_url = f"/api{path}" + (f"?objective={kind}" if qs else "")
+        return {"index": c, "label": labels[c], "rendered": rendered, "page": url_with(request, path, **qs),
+                "json": api_url, "image": api_url + ("&" if qs else "?") + "format=png" if rendered else None}
+
+    items = [item(c, d) for c, d in enumerate(done)]
+    whole = make_objective(lm, "layer", layer, 0) if show != "classes" else None
+    return {"model": lm, "layers": [li.name for li in lm.layers], "layer": layer, "objective": kind, "show": show, "items": items,
+            "rendered": sum(done), "steps": s.steps, "seed": s.seed,
+            "whole": None if whole is None else {
+                "rendered": svc.rendered(lm, [whole], s)[0],
+                "page": url_with(request, f"/models/{lm.name}/layers/{layer}/channels/0/featvis", objective="layer"),
+                "image": f"/api/models/{lm.name}/layers/{layer}/channels/0/featvis?objective=layer&format=png"}}
+
+
+@api.get("/models/{model}/featvis", responses=ERRORS,
+         summary="Which feature visualizations of a layer's channels (or of the classes) are rendered, with their URLs")
+async def get_featvis_gallery(request: Request, engine: EngineDep, model: ModelName, layer: GalleryLayer = None,
+                              show: Show = "channels") -> Response:
+    g = _gallery(request, engine, model, layer, show)
+    return fast_json({"model": model, "layer": g["layer"], "objective": g["objective"],
+                      "settings": {"steps": g["steps"], "seed": g["seed"]}, "rendered": g["rendered"],
+                      "items": [{"index": i["index"], "label": i["label"], "rendered": i["rendered"], "url": i["json"],
+                                 "image_url": i["image"]} for i in g["items"]]})
+
+
 # -- HTML faces ---------------------------------------------------------------------------------
+@pages.get("/models/{model}/featvis", response_class=HTMLResponse)
+async def featvis_gallery(request: Request, engine: EngineDep, model: ModelName, layer: GalleryLayer = None,
+                          show: Show = "channels") -> HTMLResponse:
+    g = _gallery(request, engine, model, layer, show)
+    return render(request, "featvis_gallery.html", g, block="gallery")
+
+
 @pages.get("/models/{model}/layers/{layer}/channels/{channel}/featvis", response_class=HTMLResponse)
 async def featvis_page(request: Request, engine: EngineDep, model: Annotated[str, Path(max_length=64)],
                        layer: Annotated[str, Path(max_length=200)], channel: Annotated[int, Path(ge=0, le=100_000)],
