@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+from collections import OrderedDict
 
 import torch
 
@@ -37,12 +39,46 @@ def make_objective(lm: LoadedModel, kind: str, layer: str, channel: int, y: int 
 
 
 class FeatVisService:
-    """Cached feature visualizations by (model weights, objective, settings, seed); jobs to make them."""
+    """Cached feature visualizations by (model weights, objective, settings, seed); jobs to make them.
+    Also the latest attribution maps (a page asks for its map's numbers, then for its picture)."""
+
+    MAPS_KEPT = 64  # an attribution map is one value per input pixel: 64 of 224x224 take 13 MB
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.jobs = JobQueue(engine.gate)
         self._copies: dict[tuple[str, str], torch.nn.Module] = {}
+        self._maps: OrderedDict[tuple[object, ...], attr.AttributionMap] = OrderedDict()
+        self._maps_lock = threading.Lock()
+
+    @staticmethod
+    def map_key(lm: LoadedModel, rec: ImageRecord, method: str, target: int | None, layer: str | None,
+                window: int, stride: int, fill: float, n: int, sigma: float) -> tuple[object, ...]:
+        return (lm.name, lm.weights_sha256, rec.id, method, target, layer, window, stride, fill, n, sigma)
+
+    def kept_map(self, key: tuple[object, ...]) -> attr.AttributionMap | None:
+        with self._maps_lock:
+            hit = self._maps.get(key)
+            if hit is not None:
+                self._maps.move_to_end(key)
+            return hit
+
+    def attribution(self, lm: LoadedModel, rec: ImageRecord, method: str, target: int | None, layer: str | None,
+                    window: int, stride: int, fill: float, n: int, sigma: float) -> attr.AttributionMap:
+        """:func:`attribution_map`, kept for the next request (also under the class it resolved to)."""
+        key = self.map_key(lm, rec, method, target, layer, window, stride, fill, n, sigma)
+        hit = self.kept_map(key)
+        if hit is not None:
+            return hit
+        amap = attribution_map(self.engine, lm, rec, method, target, layer, window, stride, fill, n, sigma)
+        resolved = self.map_key(lm, rec, method, amap.target, layer, window, stride, fill, n, sigma)
+        with self._maps_lock:
+            for k in {key, resolved}:
+                self._maps[k] = amap
+                self._maps.move_to_end(k)
+            while len(self._maps) > self.MAPS_KEPT:
+                self._maps.popitem(last=False)
+        return amap
 
     @staticmethod
     def key(lm: LoadedModel, obj: fv.Objective, s: fv.Settings) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 from captum.attr import LayerAttribution, LayerGradCam, Occlusion, Saliency
@@ -47,6 +49,21 @@ def test_occlusion_equals_captum(model_and_input):
     theirs = Occlusion(_captum_model(lm)).attribute(x, sliding_window_shapes=(3, 8, 8), strides=(3, 4, 4),
                                                    baselines=0.0, target=2)
     torch.testing.assert_close(ours, theirs[0, 0], rtol=1e-4, atol=1e-4)
+
+
+def test_occlusion_of_a_large_input_in_smaller_batches_equals_captum():
+    """At 160x160 the default batch is 10 windows (inputs within 2**18 pixels): 25 windows, 3 batches."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+                              torch.nn.Flatten(), torch.nn.Linear(4, 3)).eval()
+    x = torch.randn(1, 3, 160, 160, generator=torch.Generator().manual_seed(2))
+    with torch.inference_mode():
+        ours = attr.occlusion(net, x, target=1, window=32, stride=32).values
+        one_at_a_time = attr.occlusion(net, x, target=1, window=32, stride=32, batch=1).values
+    theirs = Occlusion(net).attribute(x, sliding_window_shapes=(3, 32, 32), strides=(3, 32, 32), baselines=0.0,
+                                      target=1)
+    torch.testing.assert_close(ours, one_at_a_time, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(ours, theirs[0, 0], rtol=1e-4, atol=1e-5)
 
 
 def test_smoothgrad_is_the_mean_gradient_over_noisy_copies(zoo: Zoo):
@@ -95,3 +112,32 @@ def test_attribution_api_and_page(client):
     full = client.get(f"/images/{iid}/attribution", params={"model": "lenet", "method": "saliency"})
     part = client.get(f"/images/{iid}/attribution", params={"model": "lenet"}, headers={"HX-Request": "true"})
     assert full.status_code == part.status_code == 200 and "<html" in full.text and "<html" not in part.text
+
+
+def test_a_page_and_its_picture_compute_the_map_once(client, monkeypatch):
+    """The attribution page asks for the map's numbers, then the browser for its picture: one run."""
+    import app.featvis_service as fs
+    from conftest import make_photo
+
+    calls = []
+    real = fs.attribution_map
+
+    def counted(*args, **kwargs):
+        calls.append(args[3])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(fs, "attribution_map", counted)
+    iid = client.post("/api/images", files={"file": ("o.jpg", make_photo(seed=9), "image/jpeg")}).json()["id"]
+    page = client.get(f"/images/{iid}/attribution", params={"model": "lenet", "method": "occlusion"},
+                      headers={"HX-Request": "true"})
+    src = re.search(r'src="([^"]+)"', page.text).group(1).replace("&amp;", "&")
+    png = client.get(src)
+    assert png.status_code == 200 and png.headers["content-type"] == "image/png" and calls == ["occlusion"]
+    kept = client.get(f"/api/images/{iid}/attribution", params={"model": "lenet", "method": "occlusion"}).json()
+    assert calls == ["occlusion"]  # the page's request named no class: kept under the top class it resolved to
+    lm = client.app.state.engine.zoo.get("lenet")
+    fresh = real(client.app.state.engine, lm, client.app.state.engine.image(iid), "occlusion", None, None, 8, 4, 0.0,
+                 16, 0.15)
+    torch.testing.assert_close(torch.tensor(kept["values"]), fresh.values, rtol=1e-5, atol=1e-6)
+    assert client.delete(f"/api/images/{iid}").status_code == 204
+    assert client.get(src).status_code == 404  # a deleted photo's kept map is not served

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -44,6 +45,16 @@ def test_upload_shows_predictions_activations_and_filters(live_server: str, page
     # switch to the rgb / per-channel filter view
     page.click("#filters .tabs a >> nth=1")
     page.wait_for_selector("#filters .tabs a[aria-current]:has-text('Per input channel')")
+    # an attribution map: its "computing" note shows only while the request runs
+    assert not page.is_visible("#attr-busy")
+    page.select_option("#attr-method", "occlusion")
+    page.click(".attribution button[type=submit]")
+    page.wait_for_selector("#attribution img.attr-img")
+    deadline = time.time() + 30
+    while not page.eval_on_selector("#attribution img.attr-img", "img => img.complete && img.naturalWidth > 0"):
+        assert time.time() < deadline, "the attribution picture did not load"
+        time.sleep(0.05)
+    assert not page.is_visible("#attr-busy") and page.is_enabled(".attribution button[type=submit]")
     SHOTS.mkdir(exist_ok=True)
     page.screenshot(path=str(SHOTS / "analysis-lenet.png"), full_page=True)
     assert page.js_errors == []

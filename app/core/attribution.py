@@ -91,14 +91,19 @@ def gradcam(model: nn.Module, x: torch.Tensor, target: int, layer: str) -> Attri
 
 @torch.no_grad()
 def occlusion(model: nn.Module, x: torch.Tensor, target: int, *, window: int = 8, stride: int = 4,
-              fill: float = 0.0, batch: int = 64) -> AttributionMap:
-    """Drop of the class score when a window x window patch is set to ``fill``, averaged per pixel."""
+              fill: float = 0.0, batch: int | None = None) -> AttributionMap:
+    """Drop of the class score when a window x window patch is set to ``fill``, averaged per pixel.
+
+    The occluded copies run ``batch`` at a time; by default as many as keep a batch within 2**18
+    input pixels (64 at 32x32, 5 at 224x224): larger batches of large inputs are slower per image
+    on a CPU (efficientnet-lite0, 169 windows on 2 cores: 8.4 s at 64 a batch, 2.0 s at 4)."""
     if window < 1 or stride < 1:
         raise ValueError("window and stride must be at least 1")
     was_training = model.training
     model.eval()
     try:
         _, c, h, w = x.shape
+        batch = batch or max(1, min(64, (1 << 18) // (h * w)))
         base = float(model(x)[0, target])
         ys = list(range(0, max(1, h - window) + 1, stride))
         xs = list(range(0, max(1, w - window) + 1, stride))

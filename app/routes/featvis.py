@@ -12,7 +12,7 @@ from app import i18n
 from app.blocking import run_blocking
 from app.core.featvis import OBJECTIVES
 from app.deps import EngineDep
-from app.featvis_service import FeatVisService, attribution_map, last_spatial_conv, make_objective, overlay_png
+from app.featvis_service import FeatVisService, last_spatial_conv, make_objective, overlay_png
 from app.jobs import JobState
 from app.routes.api import ERRORS, fast_json, pick_model
 from app.services import Engine, NotFoundError
@@ -59,6 +59,10 @@ i18n.register({
     "attr.method": ("Method", "Método"),
     "attr.class": ("Class", "Clase"),
     "attr.show": ("Show", "Mostrar"),
+    "attr.busy": ("Computing… occlusion runs the network once per window position: on a large model it takes "
+                  "several seconds.",
+                  "Calculando… la oclusión ejecuta la red una vez por cada posición de la ventana: en un modelo "
+                  "grande tarda varios segundos."),
     "attr.scale": ("Scale: {lo} (dark) to {hi} (yellow)", "Escala: {lo} (oscuro) a {hi} (amarillo)"),
     "attr.saliency": ("Gradient saliency", "Saliencia por gradiente"),
     "attr.smoothgrad": ("SmoothGrad", "SmoothGrad"),
@@ -146,17 +150,22 @@ class JobNotFound(NotFoundError):
 Method = Literal["saliency", "smoothgrad", "gradcam", "occlusion"]
 
 
-async def _attribution(engine: Engine, image_id: str, model: str | None, method: str, target: int | None,
-                       layer: str | None, window: int, stride: int, fill: float, n: int, sigma: float):
+async def _attribution(request: Request, engine: Engine, image_id: str, model: str | None, method: str,
+                       target: int | None, layer: str | None, window: int, stride: int, fill: float, n: int,
+                       sigma: float):
     rec = engine.image(image_id)
     lm = pick_model(engine, model)
-    amap = await engine.gate.run(attribution_map, engine, lm, rec, method, target, layer, window, stride, fill, n, sigma)
+    svc = service(request)
+    args = (lm, rec, method, target, layer, window, stride, fill, n, sigma)
+    amap = svc.kept_map(svc.map_key(*args))  # the page's picture, right after its numbers: no second run
+    if amap is None:
+        amap = await engine.gate.run(svc.attribution, *args)
     return rec, lm, amap
 
 
 @api.get("/images/{image_id}/attribution", responses={**ERRORS, 200: {"content": {"image/png": {}}}},
          summary="Attribution map for one prediction: saliency, SmoothGrad, Grad-CAM or occlusion (JSON or PNG overlay)")
-async def get_attribution(engine: EngineDep, image_id: Annotated[str, Path(max_length=64)],
+async def get_attribution(request: Request, engine: EngineDep, image_id: Annotated[str, Path(max_length=64)],
                           model: Annotated[str | None, Query(max_length=64)] = None, method: Method = "gradcam",
                           target: Annotated[int | None, Query(ge=0, le=100_000)] = None,
                           layer: Annotated[str | None, Query(max_length=200)] = None,
@@ -164,7 +173,8 @@ async def get_attribution(engine: EngineDep, image_id: Annotated[str, Path(max_l
                           fill: Annotated[float, Query(ge=-10, le=10)] = 0.0,
                           n: Annotated[int, Query(ge=1, le=64)] = 16, sigma: Annotated[float, Query(ge=0, le=1)] = 0.15,
                           format: Literal["json", "png"] = "json") -> Response:
-    rec, lm, amap = await _attribution(engine, image_id, model, method, target, layer, window, stride, fill, n, sigma)
+    rec, lm, amap = await _attribution(request, engine, image_id, model, method, target, layer, window, stride, fill,
+                                       n, sigma)
     if format == "png":
         return Response(await run_blocking(overlay_png, engine, lm, rec, amap), media_type="image/png")
     v = amap.values
@@ -282,7 +292,7 @@ async def cancel_page(request: Request, job_id: Annotated[str, Path(max_length=6
 async def attribution_page(request: Request, engine: EngineDep, image_id: Annotated[str, Path(max_length=64)],
                            model: Annotated[str | None, Query(max_length=64)] = None, method: Method = "gradcam",
                            target: Annotated[int | None, Query(ge=0, le=100_000)] = None) -> HTMLResponse:
-    rec, lm, amap = await _attribution(engine, image_id, model, method, target, None, 8 if lm_crop(engine, model) <= 64
+    rec, lm, amap = await _attribution(request, engine, image_id, model, method, target, None, 8 if lm_crop(engine, model) <= 64
                                        else 32, 4 if lm_crop(engine, model) <= 64 else 16, 0.0, 16, 0.15)
     v = amap.values
     return render(request, "attribution.html", {
