@@ -44,7 +44,8 @@ def test_axe_pages(a11y_page, live_server: str, photo_id: str) -> None:  # type:
     page = a11y_page
     report = {}
     for path in ["/", f"/images/{photo_id}?model=cifarnet", "/lecture", "/live",
-                 f"/compare?image={photo_id}&model_a=lenet&model_b=cifarnet", f"/models/lenet/timeline?image={photo_id}"]:
+                 f"/compare?image={photo_id}&model_a=lenet&model_b=cifarnet", f"/models/lenet/timeline?image={photo_id}",
+                 "/models/cifarnet", "/models/lenet/featvis", "/models/lenet/featvis?show=classes&lang=es"]:
         page.goto(live_server + path)
         page.wait_for_load_state("networkidle")
         report[path] = axe_violations(page)
