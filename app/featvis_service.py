@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
-from collections import OrderedDict
 
 import torch
 
@@ -39,45 +37,31 @@ def make_objective(lm: LoadedModel, kind: str, layer: str, channel: int, y: int 
 
 
 class FeatVisService:
-    """Cached feature visualizations by (model weights, objective, settings, seed); jobs to make them.
-    Also the latest attribution maps (a page asks for its map's numbers, then for its picture)."""
-
-    MAPS_KEPT = 64  # an attribution map is one value per input pixel: 64 of 224x224 take 13 MB
+    """Cached feature visualizations by (model weights, objective, settings, seed); jobs to make them;
+    attribution maps, kept in the engine."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.jobs = JobQueue(engine.gate)
         self._copies: dict[tuple[str, str], torch.nn.Module] = {}
-        self._maps: OrderedDict[tuple[object, ...], attr.AttributionMap] = OrderedDict()
-        self._maps_lock = threading.Lock()
 
     @staticmethod
     def map_key(lm: LoadedModel, rec: ImageRecord, method: str, target: int | None, layer: str | None,
                 window: int, stride: int, fill: float, n: int, sigma: float) -> tuple[object, ...]:
-        return (lm.name, lm.weights_sha256, rec.id, method, target, layer, window, stride, fill, n, sigma)
-
-    def kept_map(self, key: tuple[object, ...]) -> attr.AttributionMap | None:
-        with self._maps_lock:
-            hit = self._maps.get(key)
-            if hit is not None:
-                self._maps.move_to_end(key)
-            return hit
+        """The key of a kept attribution map in ``engine.attributions`` (the image second: deleting it drops them)."""
+        return (lm.name, rec.id, lm.weights_sha256, method, target, layer, window, stride, fill, n, sigma)
 
     def attribution(self, lm: LoadedModel, rec: ImageRecord, method: str, target: int | None, layer: str | None,
                     window: int, stride: int, fill: float, n: int, sigma: float) -> attr.AttributionMap:
         """:func:`attribution_map`, kept for the next request (also under the class it resolved to)."""
+        kept = self.engine.attributions
         key = self.map_key(lm, rec, method, target, layer, window, stride, fill, n, sigma)
-        hit = self.kept_map(key)
+        hit = kept.get(key)
         if hit is not None:
             return hit
         amap = attribution_map(self.engine, lm, rec, method, target, layer, window, stride, fill, n, sigma)
-        resolved = self.map_key(lm, rec, method, amap.target, layer, window, stride, fill, n, sigma)
-        with self._maps_lock:
-            for k in {key, resolved}:
-                self._maps[k] = amap
-                self._maps.move_to_end(k)
-            while len(self._maps) > self.MAPS_KEPT:
-                self._maps.popitem(last=False)
+        kept.put(key, amap)
+        kept.put(self.map_key(lm, rec, method, amap.target, layer, window, stride, fill, n, sigma), amap)
         return amap
 
     @staticmethod

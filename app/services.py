@@ -24,6 +24,7 @@ from app.batching import MicroBatcher
 from app.blocking import run_blocking
 from app.config import Settings
 from app.core import imaging
+from app.core.attribution import AttributionMap
 from app.core.errors import NotFoundError
 from app.core.inference import Analysis, Overview, analyze, analyze_batch, layer_batch, overview_batch, overview_of, predict_batch
 from app.core.zoo import LoadedModel, Zoo
@@ -61,22 +62,22 @@ class Upload:
 
 
 class _LRU(Generic[V]):
-    """A byte-bounded LRU of results by (model, image) (activations are large: keep only recent ones)."""
+    """A byte-bounded LRU of results by (model, image, ...) (activations are large: keep only recent ones)."""
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
-        self._d: OrderedDict[tuple[str, str], V] = OrderedDict()
+        self._d: OrderedDict[tuple[object, ...], V] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
 
-    def get(self, key: tuple[str, str]) -> V | None:
+    def get(self, key: tuple[object, ...]) -> V | None:
         with self._lock:
             v = self._d.get(key)
             if v is not None:
                 self._d.move_to_end(key)
             return v
 
-    def put(self, key: tuple[str, str], value: V) -> None:
+    def put(self, key: tuple[object, ...], value: V) -> None:
         with self._lock:
             if key in self._d:
                 return
@@ -114,6 +115,8 @@ class Engine:
         self.analysis_batcher = MicroBatcher(self.gate, max_batch=16, threads=settings.torch_threads)
         self._analyses: _LRU[Analysis] = _LRU(settings.analysis_cache_mb * 1024 * 1024)  # activations are large
         self._overviews: _LRU[Overview] = _LRU(settings.overview_cache_mb * 1024 * 1024)
+        # attribution maps by (model, image, method, settings...): a page asks for a map's numbers, then its picture
+        self.attributions: _LRU[AttributionMap] = _LRU(16 * 1024 * 1024)
         self._probs: OrderedDict[tuple[str, str], torch.Tensor] = OrderedDict()
         self._pictures: OrderedDict[str, Image.Image] = OrderedDict()
         # Preprocessed network inputs (a few KB for a 32x32 model): a later forward pass of a photo
@@ -191,6 +194,7 @@ class Engine:
         """Drop what memory holds for an upload (analyses, picture, probabilities); the store keeps it."""
         self._analyses.drop_image(image_id)
         self._overviews.drop_image(image_id)
+        self.attributions.drop_image(image_id)
         with self._pic_lock:
             self._pictures.pop(image_id, None)
             for key in [k for k in self._inputs if k[1] == image_id]:

@@ -36,6 +36,10 @@ class AttributionMap:
     values: torch.Tensor
     settings: dict[str, object]
 
+    @property
+    def nbytes(self) -> int:
+        return self.values.numel() * self.values.element_size()
+
 
 @contextmanager
 def _eval_with_grad(model: nn.Module) -> Iterator[None]:

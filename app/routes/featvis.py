@@ -157,7 +157,7 @@ async def _attribution(request: Request, engine: Engine, image_id: str, model: s
     lm = pick_model(engine, model)
     svc = service(request)
     args = (lm, rec, method, target, layer, window, stride, fill, n, sigma)
-    amap = svc.kept_map(svc.map_key(*args))  # the page's picture, right after its numbers: no second run
+    amap = engine.attributions.get(svc.map_key(*args))  # the page's picture, right after its numbers: no second run
     if amap is None:
         amap = await engine.gate.run(svc.attribution, *args)
     return rec, lm, amap
@@ -202,7 +202,9 @@ def _gallery(request: Request, engine: Engine, model: str, layer: str | None, sh
         kind, labels = ("channel" if info.is_spatial else "unit"), [str(c) for c in range(info.channels)]
     s = svc.settings_for(lm)
     objs = [make_objective(lm, kind, layer, c) for c in range(len(labels))]
-    done = svc.rendered(lm, objs, s)
+    whole = make_objective(lm, "layer", layer, 0) if show != "classes" else None
+    done = svc.rendered(lm, objs + ([whole] if whole else []), s)
+    whole_done = done.pop() if whole else False
     qs = {} if kind == "channel" else {"objective": kind}
 
     def item(c: int, rendered: bool) -> dict[str, object]:
@@ -212,11 +214,10 @@ def _gallery(request: Request, engine: Engine, model: str, layer: str | None, sh
                 "json": api_url, "image": api_url + ("&" if qs else "?") + "format=png" if rendered else None}
 
     items = [item(c, d) for c, d in enumerate(done)]
-    whole = make_objective(lm, "layer", layer, 0) if show != "classes" else None
-    return {"model": lm, "layers": [li.name for li in lm.layers], "layer": layer, "objective": kind, "show": show, "items": items,
-            "rendered": sum(done), "steps": s.steps, "seed": s.seed,
+    return {"model": lm, "layers": [li.name for li in lm.layers], "layer": layer, "objective": kind, "show": show,
+            "items": items, "rendered": sum(done), "steps": s.steps, "seed": s.seed,
             "whole": None if whole is None else {
-                "rendered": svc.rendered(lm, [whole], s)[0],
+                "rendered": whole_done,
                 "page": url_with(request, f"/models/{lm.name}/layers/{layer}/channels/0/featvis", objective="layer"),
                 "image": f"/api/models/{lm.name}/layers/{layer}/channels/0/featvis?objective=layer&format=png"}}
 
