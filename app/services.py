@@ -335,6 +335,7 @@ class Engine:
                 "overload_refusals": self.gate.rejected + self.upload_gate.rejected,
                 "analyses_kept": self._analyses.count, "pictures_kept": pictures, "probabilities_kept": probs,
                 "inputs_kept": inputs, "overviews_kept": self._overviews.count,
+                "attributions_kept": self.attributions.count,
                 # the garbage collector's pauses while serving (app.gcwatch), objects frozen at start-up
                 "gc": self.gc_watch.snapshot() if self.gc_watch is not None else None}
 
