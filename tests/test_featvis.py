@@ -289,3 +289,15 @@ def test_layer_gallery_lists_rendered_pictures_and_links_the_rest(client: TestCl
     bad = client.get("/api/models/lenet/featvis", params={"layer": "nope"})
     assert bad.status_code == 404 and "conv1" in bad.json()["detail"]
     assert client.get("/models/nope/featvis").status_code == 404
+
+
+def test_feature_visualization_page_speaks_spanish(client: TestClient):
+    """Title, help and objective names follow the page's language (Spanish nouns keep their gender)."""
+    es = client.get("/models/lenet/layers/conv1/channels/1/featvis", params={"steps": 4, "lang": "es"}).text
+    assert "Visualización de características: conv1, canal 1" in es and "para excitar este canal al máximo" in es
+    assert ">neurona</option>" in es and ">capa entera</option>" in es and ">channel</option>" not in es
+    neuron = client.get("/models/lenet/layers/conv1/channels/1/featvis",
+                        params={"steps": 4, "lang": "es", "objective": "neuron"}).text
+    assert "conv1, canal 1 en (14, 14)" in neuron and "excitar esta neurona" in neuron
+    en = client.get("/models/lenet/layers/fc3/channels/2/featvis", params={"steps": 4, "objective": "unit"}).text
+    assert "Feature visualization: fc3 unit 2" in en and "to excite this unit as much" in en

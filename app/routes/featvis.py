@@ -22,11 +22,26 @@ api = APIRouter(prefix="/api", tags=["featvis"])
 pages = APIRouter(include_in_schema=False)
 
 i18n.register({
-    "fv.title": ("Feature visualization: {what}", "Visualización de rasgos: {what}"),
-    "fv.help": ("An image optimised by gradient ascent to excite this {kind} as much as possible, starting from "
+    "fv.title": ("Feature visualization: {what}", "Visualización de características: {what}"),
+    "fv.help": ("An image optimised by gradient ascent to excite {kind} as much as possible, starting from "
                 "noise, with jitter, scaling and rotation at each step so that it does not exploit single pixels.",
-                "Una imagen optimizada por ascenso de gradiente para excitar este {kind} al máximo: parte de ruido "
+                "Una imagen optimizada por ascenso de gradiente para excitar {kind} al máximo: parte de ruido "
                 "y en cada paso se desplaza, escala y gira para no aprovechar píxeles sueltos."),
+    "fv.this.channel": ("this channel", "este canal"),
+    "fv.this.neuron": ("this neuron", "esta neurona"),
+    "fv.this.unit": ("this unit", "esta unidad"),
+    "fv.this.class": ("this class", "esta clase"),
+    "fv.this.layer": ("this layer", "esta capa"),
+    "fv.kind.channel": ("channel", "canal"),
+    "fv.kind.neuron": ("neuron", "neurona"),
+    "fv.kind.unit": ("unit", "unidad"),
+    "fv.kind.class": ("class", "clase"),
+    "fv.kind.layer": ("whole layer", "capa entera"),
+    "fv.what.channel": ("{layer} channel {c}", "{layer}, canal {c}"),
+    "fv.what.neuron": ("{layer} channel {c} at ({y}, {x})", "{layer}, canal {c} en ({y}, {x})"),
+    "fv.what.unit": ("{layer} unit {c}", "{layer}, unidad {c}"),
+    "fv.what.class": ("{layer} class {c}", "{layer}, clase {c}"),
+    "fv.what.layer": ("layer {layer} (DeepDream)", "capa {layer} (DeepDream)"),
     "fv.step": ("Step {step} of {total} · objective {value}", "Paso {step} de {total} · objetivo {value}"),
     "fv.queued": ("Waiting for a free worker…", "Esperando a que quede libre el proceso…"),
     "fv.cancel": ("Cancel", "Cancelar"),
@@ -34,12 +49,12 @@ i18n.register({
     "fv.failed": ("The job failed: {msg}", "El trabajo falló: {msg}"),
     "fv.final": ("Objective on the final image: {value} (rose from {first} at the first step)",
                  "Objetivo en la imagen final: {value} (subió desde {first} en el primer paso)"),
-    "fv.open": ("Feature visualization of channel {c}", "Visualización de rasgos del canal {c}"),
+    "fv.open": ("Feature visualization of channel {c}", "Visualización de características del canal {c}"),
     "fv.start": ("Render", "Generar"),
     "fv.objective": ("Objective", "Objetivo"),
     "fv.steps": ("Steps", "Pasos"),
     "fv.seed": ("Seed", "Semilla"),
-    "fvg.title": ("Feature visualization · {model}", "Visualización de rasgos · {model}"),
+    "fvg.title": ("Feature visualization · {model}", "Visualización de características · {model}"),
     "fvg.lead": ("What each channel of a layer responds to most, as an image optimised for it. Rendered pictures "
                  "are shown; open any other to render it (it takes a while on these machines).",
                  "A qué responde más cada canal de una capa, como una imagen optimizada para él. Se muestran las "
