@@ -21,6 +21,10 @@ def register(messages: Mapping[str, tuple[str, str]]) -> None:
         _CATALOG[k] = v
 
 
+def has(key: str) -> bool:
+    return key in _CATALOG
+
+
 def catalog() -> dict[str, tuple[str, str]]:
     return dict(_CATALOG)
 

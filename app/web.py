@@ -53,8 +53,12 @@ def render(request: Request, template: str, context: dict[str, Any], *, block: s
            status_code: int = 200, headers: dict[str, str] | None = None) -> HTMLResponse:
     """The full page, or only ``block`` when the request comes from htmx and a block is named."""
     lang = lang_of(request)
-    ctx = {"request": request, "lang": lang, "_": i18n.translator(lang),
+    _ = i18n.translator(lang)
+    ctx = {"request": request, "lang": lang, "_": _,
            "url": lambda path, **p: url_with(request, path, **p),
+           # a model's title in the page's language where it has wording to translate (else as it is)
+           "title_of": lambda lm: _(f"model.title.{lm.name}") if i18n.has(f"model.title.{lm.name}")
+           else lm.spec.title,
            "other_lang": "es" if lang == "en" else "en", **context}
     block_name = block if (block and is_htmx(request)) else None
     return templates.TemplateResponse(request, template, ctx, block_name=block_name,  # type: ignore[return-value]

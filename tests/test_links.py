@@ -73,3 +73,27 @@ def test_every_internal_link_of_the_pages_answers(client: TestClient):
                 broken.append((page, link, seen[link]))
     assert not broken, broken
     assert len(seen) > 60  # the crawl reached the pages' links
+
+
+ENGLISH = re.compile(r"\b(the|and|of|your|channel|channels|layer|mean|photos|Download|Show|Copy|rendered|JavaScript is off)\b")
+
+
+def test_spanish_pages_show_no_english_wording(client: TestClient):
+    """Visible text and text alternatives of the main pages in Spanish (model titles included);
+    code, scripts and data set labels (CIFAR-10's class names) are left out."""
+    iid = client.post("/api/images", files={"file": ("a.jpg", make_photo(64, 48, seed=3), "image/jpeg")}).json()["id"]
+    pages = ["/", "/models", "/models/lenet", "/models/lenet/featvis", f"/images/{iid}?model=lenet",
+             f"/images/{iid}/layers/conv1/channels/2?model=lenet", "/models/lenet/layers/conv1/channels/2/featvis",
+             f"/images/{iid}/attribution?model=lenet", "/indexes", "/live", f"/compare?image={iid}&model=lenet",
+             "/models/lenet/timeline", "/models/lenet/layers/conv1/examples"]
+    found = {}
+    for page in pages:
+        r = client.get(page + ("&" if "?" in page else "?") + "lang=es")
+        assert r.status_code == 200, page
+        body = re.sub(r"<(script|style|code|pre)\b[^>]*>.*?</\1>", " ", r.text, flags=re.S)
+        alts = " ".join(re.findall(r'\s(?:alt|title|aria-label|placeholder)="([^"]*)"', body))
+        text = re.sub(r"<[^>]+>", " ", body) + " " + alts
+        hits = sorted({m.group(0) for m in ENGLISH.finditer(text)})
+        if hits:
+            found[page] = hits
+    assert not found, found

@@ -97,6 +97,14 @@ i18n.register({
     "ex.alt": ("Example {r}: {label}, activation {v}", "Ejemplo {r}: {label}, activación {v}"),
     "ex.none": ("No image activates this channel in the index.", "Ninguna imagen del índice activa este canal."),
     "ix.title": ("Examples indexes", "Índices de ejemplos"),
+    # the data sets a build may use (app.indexing.Indexing.datasets), by name
+    "ds.default": ("the server's data set {file}", "el conjunto de datos del servidor, {file}"),
+    "ds.gallery": ("the photos uploaded to this server (refreshed as uploads arrive)",
+                   "las fotos subidas a este servidor (se actualiza al llegar otras)"),
+    "ds.cifar10": ("CIFAR-10 through torchvision's download (needs internet the first time)",
+                   "CIFAR-10 descargado por torchvision (necesita internet la primera vez)"),
+    "ex.no_js": ("(JavaScript is off: use the links on the model page)",
+                 "(JavaScript está desactivado: usa los enlaces de la página del modelo)"),
     "ix.lead": ("An index stores, for every layer and channel of a model, the data set images that excite it "
                 "most. Building one runs the whole data set through the model once.",
                 "Un índice guarda, para cada capa y canal de un modelo, las imágenes del conjunto de datos que "

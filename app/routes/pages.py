@@ -62,6 +62,9 @@ i18n.register({
     "chan.title": ("{layer}, channel {c}", "{layer}, canal {c}"),
     "chan.scale": ("Scale: {lo} (dark) to {hi} (yellow)", "Escala: {lo} (oscuro) a {hi} (amarillo)"),
     "chan.values": ("Values", "Valores"),
+    "chan.mean": ("mean {mean}", "media {mean}"),
+    # our models' titles where they have words (app.core.zoo names them in English)
+    "model.title.lenet": ("LeNet (the lecture network) · CIFAR-10", "LeNet (la red de la clase) · CIFAR-10"),
     "chan.examples": ("Data set images that excite channel {c} most", "Imágenes del conjunto que más excitan el canal {c}"),
     "chan.too_big": ("{h}×{w} values: download them as .npy or JSON.", "{h}×{w} valores: descárgalos como .npy o JSON."),
     "filt.rgb": ("Colour patches", "Parches de color"),
