@@ -796,6 +796,11 @@ class DatasetChoice:
     spec: str
     description: str
 
+    @property
+    def file(self) -> str:
+        """The data set's file or folder name (pages name it in their own words: messages ``ds.<name>``)."""
+        return self.spec.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
+
 
 MARK = np.array([225, 29, 72], dtype=np.uint8)  # the colour of "the field runs off the image here"
 
