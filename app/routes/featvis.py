@@ -56,9 +56,10 @@ i18n.register({
     "fv.seed": ("Seed", "Semilla"),
     "fvg.title": ("Feature visualization · {model}", "Visualización de características · {model}"),
     "fvg.lead": ("What each channel of a layer responds to most, as an image optimised for it. Rendered pictures "
-                 "are shown; open any other to render it (it takes a while on these machines).",
+                 "are shown; open any other to render it (seconds for a small model, longer for a large one).",
                  "A qué responde más cada canal de una capa, como una imagen optimizada para él. Se muestran las "
-                 "ya generadas; abre cualquier otra para generarla (tarda un poco en estas máquinas)."),
+                 "ya generadas; abre cualquier otra para generarla (segundos en un modelo pequeño, más en uno "
+                 "grande)."),
     "fvg.layer": ("Layer", "Capa"),
     "fvg.show": ("Show", "Mostrar"),
     "fvg.channels": ("The layer's channels", "Los canales de la capa"),
