@@ -81,12 +81,14 @@ class FeatVisService:
         return png, json.loads(meta)
 
     def run(self, lm: LoadedModel, obj: fv.Objective, s: fv.Settings, job: JobState | None = None,
-            progress: object = None) -> fv.Result:
-        """Render now (in this thread); stores the result unless cancelled. Used by jobs and the CLI."""
+            progress: object = None, *, job_steps: bool = True) -> fv.Result:
+        """Render now (in this thread); stores the result unless cancelled. Used by jobs and the CLI.
+        With ``job``, the render stops when it is cancelled and pauses for interactive requests; with
+        ``job_steps`` the job also reports its steps (a layer's job reports pictures instead)."""
         p = lm.spec.preprocess
 
         def on_progress(step: int, value: float, images: torch.Tensor) -> None:
-            if job is not None:
+            if job is not None and job_steps:
                 job.step, job.value = step, value
                 job.preview = images_png(images)
             if callable(progress):
@@ -121,6 +123,27 @@ class FeatVisService:
         keys = [self.key(lm, o, s) for o in objs]
         present = self.engine.store.cache_present([k + suffix for k in keys for suffix in (":png", ":json")])
         return [k + ":png" in present and k + ":json" in present for k in keys]
+
+    def start_many(self, lm: LoadedModel, objs: list[fv.Objective], s: fv.Settings) -> JobState | None:
+        """One background job that renders those of ``objs`` not rendered yet (a layer ahead of class),
+        one after the other; its steps count pictures, its preview is the latest. None if all are."""
+        todo = [o for o, done in zip(objs, self.rendered(lm, objs, s), strict=True) if not done]
+        if not todo:
+            return None
+        key = "featvis-many:" + "|".join(self.key(lm, o, s) for o in (todo[0], todo[-1])) + f":{len(todo)}"
+
+        def work(job: JobState) -> None:
+            for i, obj in enumerate(todo):
+                if job.cancel_requested:
+                    return
+                if self.cached(lm, obj, s) is None:  # rendered meanwhile by its own page's job
+                    result = self.run(lm, obj, s, job, job_steps=False)
+                    if result.cancelled:
+                        return
+                    job.preview = images_png(result.images)
+                job.step = i + 1
+
+        return self.jobs.submit("featvis-many", key, len(todo), work)
 
     def start(self, lm: LoadedModel, obj: fv.Objective, s: fv.Settings) -> JobState:
         key = self.key(lm, obj, s)

@@ -78,6 +78,23 @@ def test_feature_visualization_finishes_in_place_under_the_analysis(live_server:
     assert page.js_errors == []
 
 
+def test_gallery_renders_a_layer_with_progress(live_server: str, page):
+    """The feature-visualization gallery's button renders a layer's missing pictures in the
+    background; its progress shows, and the gallery reloads with every picture when it ends."""
+    page.goto(f"{live_server}/models/lenet/featvis?layer=conv1")
+    assert page.locator("#fv-gallery .pending").count() > 0
+    page.click("#fv-job button[type=submit]")
+    page.wait_for_selector("#fv-job .job")
+    page.wait_for_selector("#fv-gallery:not(:has(.pending))", timeout=120_000)
+    assert page.url.endswith("/models/lenet/featvis?layer=conv1")
+    assert "8 of 8 rendered" in page.locator("#fv-gallery p").first.inner_text()
+    deadline = time.time() + 30
+    while not page.eval_on_selector_all("#fv-gallery img", "imgs => imgs.every(i => i.complete && i.naturalWidth > 0)"):
+        assert time.time() < deadline, "the pictures did not load"
+        time.sleep(0.05)
+    assert page.js_errors == []
+
+
 def test_drag_and_drop_upload(live_server: str, page):
     page.goto(f"{live_server}/")
     data = list(make_photo(64, 64, seed=4))

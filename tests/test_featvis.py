@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 
@@ -301,3 +302,68 @@ def test_feature_visualization_page_speaks_spanish(client: TestClient):
     assert "conv1, canal 1 en (14, 14)" in neuron and "excitar esta neurona" in neuron
     en = client.get("/models/lenet/layers/fc3/channels/2/featvis", params={"steps": 4, "objective": "unit"}).text
     assert "Feature visualization: fc3 unit 2" in en and "to excite this unit as much" in en
+
+
+def _wait_job(client: TestClient, job_url: str) -> dict:
+    for _ in range(600):
+        j = client.get(job_url).json()
+        if j["status"] not in ("queued", "running"):
+            return j
+        time.sleep(0.05)
+    raise AssertionError("the job did not end")
+
+
+def test_rendering_a_whole_layer_from_the_gallery(client: TestClient, zoo: Zoo, monkeypatch):
+    """The gallery's 'render the missing' (JSON and HTML faces): one background job renders the
+    pictures not there yet, counting pictures; a layer too large for the browser is sent to the CLI."""
+    svc = FeatVisService(client.app.state.engine)
+    client.app.state.featvis = svc
+    lm = zoo.get("lenet")
+    svc.run(lm, make_objective(lm, "channel", "conv1", 3), svc.settings_for(lm))
+    r = client.post("/api/models/lenet/featvis", params={"layer": "conv1"})
+    assert r.status_code == 202 and r.json()["job"]["kind"] == "featvis-many" and r.json()["job"]["total"] == 7
+    j = _wait_job(client, r.headers["location"])
+    assert j["status"] == "done" and j["step"] == 7
+    g = client.get("/api/models/lenet/featvis", params={"layer": "conv1"}).json()
+    assert g["rendered"] == 8 and all(i["rendered"] for i in g["items"])
+    # the same pictures as one page's job makes (the CLI and the gallery agree on the settings)
+    one = svc.cached(lm, make_objective(lm, "channel", "conv1", 5), svc.settings_for(lm))
+    assert one is not None and one[1]["steps"] == 256
+    again = client.post("/api/models/lenet/featvis", params={"layer": "conv1"})
+    assert again.status_code == 200 and again.json() == {"status": "done", "rendered": 8}
+    # HTML: htmx gets the progress panel, a plain form post the gallery showing it
+    part = client.post("/models/lenet/featvis", params={"show": "classes"}, headers={"HX-Request": "true"})
+    assert part.status_code == 200 and 'class="job"' in part.text and "<html" not in part.text
+    job_id = re.search(r'id="job-([0-9a-f]+)"', part.text).group(1)
+    assert client.get(f"/api/jobs/{job_id}").json()["total"] == 10
+    client.post(f"/jobs/{job_id}/cancel")
+    plain = client.post("/models/lenet/featvis", params={"layer": "conv2"}, follow_redirects=False)
+    assert plain.status_code == 303 and "layer=conv2" in plain.headers["location"]
+    job_id = re.search(r"job=([0-9a-f]+)", plain.headers["location"]).group(1)
+    assert f'id="job-{job_id}"' in client.get(plain.headers["location"]).text  # the gallery shows its progress
+    client.post(f"/jobs/{job_id}/cancel")
+    assert _wait_job(client, f"/api/jobs/{job_id}")["status"] == "cancelled"
+    # too many for the browser: a clear 422 naming the command line
+    monkeypatch.setattr("app.routes.featvis._render_limit", lambda lm: 4)
+    big = client.post("/api/models/lenet/featvis", params={"layer": "fc3"})
+    assert big.status_code == 422
+    detail = big.json()["detail"]
+    assert "120 pictures" in detail and "convscope featvis --model lenet --layer fc3 --all --objective unit" in detail
+    html = client.get("/models/lenet/featvis", params={"layer": "fc3"}).text
+    assert 'method="post" action="/models/lenet/featvis' not in html  # no button: the page shows the command
+
+
+def test_a_cancelled_layer_job_keeps_the_pictures_made(client: TestClient, zoo: Zoo):
+    svc = FeatVisService(client.app.state.engine)
+    client.app.state.featvis = svc
+    r = client.post("/api/models/lenet/featvis", params={"layer": "fc3"})
+    job_url = r.headers["location"]
+    for _ in range(600):
+        if client.get(job_url).json()["step"] >= 2:
+            break
+        time.sleep(0.02)
+    client.post(f"/jobs/{job_url.rsplit('/', 1)[1]}/cancel")
+    j = _wait_job(client, job_url)
+    assert j["status"] == "cancelled" and 2 <= j["step"] < 120
+    g = client.get("/api/models/lenet/featvis", params={"layer": "fc3"}).json()
+    assert g["rendered"] == j["step"]  # every finished picture kept, no partial one

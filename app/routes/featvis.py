@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Path, Query, Request
@@ -11,12 +11,13 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from app import i18n
 from app.blocking import run_blocking
 from app.core.featvis import OBJECTIVES
+from app.core.zoo import LoadedModel
 from app.deps import EngineDep
 from app.featvis_service import FeatVisService, last_spatial_conv, make_objective, overlay_png
 from app.jobs import JobState
 from app.routes.api import ERRORS, fast_json, pick_model
-from app.services import Engine, NotFoundError
-from app.web import render, url_with
+from app.services import BadParameterError, Engine, NotFoundError
+from app.web import lang_of, render, url_with
 
 api = APIRouter(prefix="/api", tags=["featvis"])
 pages = APIRouter(include_in_schema=False)
@@ -69,6 +70,15 @@ i18n.register({
     "fvg.cli": ("Render them all ahead of class:", "Para generarlas todas antes de la clase:"),
     "fvg.whole": ("The whole layer (DeepDream)", "La capa entera (DeepDream)"),
     "fvg.todo": ("not rendered yet: open it to render", "aún sin generar: ábrela para generarla"),
+    "fvg.render_all": ("Render the {n} missing here", "Generar aquí las {n} que faltan"),
+    "fvg.progress": ("Picture {step} of {total}", "Imagen {step} de {total}"),
+    "fvg.done": ("{n} pictures rendered: show them", "{n} imágenes generadas: verlas"),
+    "fvg.cancelled": ("Cancelled; the {n} pictures rendered so far are kept.",
+                      "Cancelado; se guardan las {n} imágenes ya generadas."),
+    "fvg.too_many": ("{n} pictures are too many to render from the browser (at most {limit} for this model): use "
+                     "the command line, {cmd}",
+                     "{n} imágenes son demasiadas para generarlas desde el navegador (como mucho {limit} en este "
+                     "modelo): usa la línea de órdenes, {cmd}"),
     "attr.title": ("Why this prediction?", "¿Por qué esta predicción?"),
     "attr.help": ("Bright areas are the pixels the chosen class depends on most, by the chosen method.",
                   "Las zonas claras son los píxeles de los que más depende la clase elegida, según el método."),
@@ -230,12 +240,43 @@ def _gallery(request: Request, engine: Engine, model: str, layer: str | None, sh
                 "json": api_url, "image": api_url + ("&" if qs else "?") + "format=png" if rendered else None}
 
     items = [item(c, d) for c, d in enumerate(done)]
+    cmd = f"convscope featvis --model {lm.name} --layer {layer} --all" + (f" --objective {kind}" if qs else "")
     return {"model": lm, "layers": [li.name for li in lm.layers], "layer": layer, "objective": kind, "show": show,
-            "items": items, "rendered": sum(done), "steps": s.steps, "seed": s.seed,
+            "items": items, "rendered": sum(done), "steps": s.steps, "seed": s.seed, "objs": objs, "settings": s,
+            "missing": len(done) - sum(done), "limit": _render_limit(lm), "cmd": cmd,
+            "self_url": url_with(request, f"/models/{lm.name}/featvis", layer=None if show == "classes" else layer,
+                                 show=None if show == "channels" else show),
             "whole": None if whole is None else {
                 "rendered": whole_done,
                 "page": url_with(request, f"/models/{lm.name}/layers/{layer}/channels/0/featvis", objective="layer"),
                 "image": f"/api/models/{lm.name}/layers/{layer}/channels/0/featvis?objective=layer&format=png"}}
+
+
+def _render_limit(lm: LoadedModel) -> int:
+    """How many pictures one browser request may queue: a 32x32 picture takes about a second here, a
+    224x224 one tens of seconds."""
+    return 256 if lm.spec.preprocess.crop <= 64 else 16
+
+
+def _start_many(request: Request, g: dict[str, Any]) -> JobState | None:
+    lm = g["model"]
+    if g["missing"] > g["limit"]:
+        raise BadParameterError(i18n.translator(lang_of(request))(
+            "fvg.too_many", n=g["missing"], limit=g["limit"], cmd=g["cmd"]))
+    return service(request).start_many(lm, g["objs"], g["settings"])
+
+
+@api.post("/models/{model}/featvis", status_code=202, responses={
+    **ERRORS, 200: {"description": "nothing to render: every picture is there"}},
+    summary="Render in the background the pictures of a layer's channels (or of the classes) not rendered yet")
+async def post_featvis_gallery(request: Request, engine: EngineDep, model: ModelName, layer: GalleryLayer = None,
+                               show: Show = "channels") -> Response:
+    g = _gallery(request, engine, model, layer, show)
+    job = _start_many(request, g)
+    if job is None:
+        return JSONResponse({"status": "done", "rendered": g["rendered"]})
+    return JSONResponse({"status": job.status, "job": job.public(), "job_url": f"/api/jobs/{job.id}"},
+                        status_code=202, headers={"Location": f"/api/jobs/{job.id}"})
 
 
 @api.get("/models/{model}/featvis", responses=ERRORS,
@@ -252,9 +293,25 @@ async def get_featvis_gallery(request: Request, engine: EngineDep, model: ModelN
 # -- HTML faces ---------------------------------------------------------------------------------
 @pages.get("/models/{model}/featvis", response_class=HTMLResponse)
 async def featvis_gallery(request: Request, engine: EngineDep, model: ModelName, layer: GalleryLayer = None,
-                          show: Show = "channels") -> HTMLResponse:
+                          show: Show = "channels", job: Annotated[str | None, Query(max_length=64)] = None) -> HTMLResponse:
     g = _gallery(request, engine, model, layer, show)
-    return render(request, "featvis_gallery.html", g, block="gallery")
+    running = service(request).jobs.get(job) if job else None
+    return render(request, "featvis_gallery.html", {**g, "job": running if running and running.active else None},
+                  block="gallery")
+
+
+@pages.post("/models/{model}/featvis", response_class=HTMLResponse)
+async def featvis_gallery_render(request: Request, engine: EngineDep, model: ModelName, layer: GalleryLayer = None,
+                                 show: Show = "channels") -> Response:
+    """The gallery's button: htmx gets the job's progress panel; without JS, the gallery showing it."""
+    g = _gallery(request, engine, model, layer, show)
+    job = _start_many(request, g)
+    if request.headers.get("HX-Request") != "true":
+        return RedirectResponse(url_with(request, g["self_url"].split("?")[0], layer=layer, show=show,
+                                         job=job.id if job else None), status_code=303)
+    if job is None:
+        return Response(status_code=200, headers={"HX-Redirect": g["self_url"]})
+    return render(request, "partials/job.html", {"job": job, "done_url": g["self_url"]}, block="job")
 
 
 @pages.get("/models/{model}/layers/{layer}/channels/{channel}/featvis", response_class=HTMLResponse)
