@@ -124,10 +124,10 @@ class FeatVisService:
         present = self.engine.store.cache_present([k + suffix for k in keys for suffix in (":png", ":json")])
         return [k + ":png" in present and k + ":json" in present for k in keys]
 
-    def start_many(self, lm: LoadedModel, objs: list[fv.Objective], s: fv.Settings) -> JobState | None:
-        """One background job that renders those of ``objs`` not rendered yet (a layer ahead of class),
-        one after the other; its steps count pictures, its preview is the latest. None if all are."""
-        todo = [o for o, done in zip(objs, self.rendered(lm, objs, s), strict=True) if not done]
+    def start_many(self, lm: LoadedModel, todo: list[fv.Objective], s: fv.Settings) -> JobState | None:
+        """One background job that renders ``todo`` (a layer's missing pictures, ahead of class), one after
+        the other, skipping any rendered meanwhile; its steps count pictures, its preview is the latest.
+        None when there is nothing to do."""
         if not todo:
             return None
         key = "featvis-many:" + "|".join(self.key(lm, o, s) for o in (todo[0], todo[-1])) + f":{len(todo)}"

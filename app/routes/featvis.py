@@ -263,7 +263,8 @@ def _start_many(request: Request, g: dict[str, Any]) -> JobState | None:
     if g["missing"] > g["limit"]:
         raise BadParameterError(i18n.translator(lang_of(request))(
             "fvg.too_many", n=g["missing"], limit=g["limit"], cmd=g["cmd"]))
-    return service(request).start_many(lm, g["objs"], g["settings"])
+    todo = [o for o, it in zip(g["objs"], g["items"], strict=True) if not it["rendered"]]
+    return service(request).start_many(lm, todo, g["settings"])
 
 
 @api.post("/models/{model}/featvis", status_code=202, responses={
