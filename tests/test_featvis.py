@@ -117,6 +117,15 @@ def test_cancel_stops_within_one_step_and_caches_nothing(tmp_path, zoo: Zoo):
     assert threading.active_count() < 50
 
 
+def _wait_job(client: TestClient, job_url: str) -> dict:
+    for _ in range(600):
+        j = client.get(job_url).json()
+        if j["status"] not in ("queued", "running"):
+            return j
+        time.sleep(0.05)
+    raise AssertionError("the job did not end")
+
+
 def test_featvis_api_job_then_cached_png(client: TestClient):
     base = "/api/models/lenet/layers/conv2/channels/3/featvis"
     r = client.get(base, params={"steps": 16})
@@ -231,10 +240,7 @@ def test_finished_job_panel_reloads_its_own_page_and_swaps_in_place_elsewhere(cl
     fv_path = "/models/lenet/layers/conv1/channels/1/featvis"
     r = client.get("/api/models/lenet/layers/conv1/channels/1/featvis", params={"steps": 8})
     job_url = r.headers["location"]
-    for _ in range(300):
-        if client.get(job_url).json()["status"] not in ("queued", "running"):
-            break
-        time.sleep(0.05)
+    _wait_job(client, job_url)
     job_id = job_url.rsplit("/", 1)[1]
     done_url = f"{fv_path}?steps=8"
     panel = f"/jobs/{job_id}/panel"
@@ -302,15 +308,6 @@ def test_feature_visualization_page_speaks_spanish(client: TestClient):
     assert "conv1, canal 1 en (14, 14)" in neuron and "excitar esta neurona" in neuron
     en = client.get("/models/lenet/layers/fc3/channels/2/featvis", params={"steps": 4, "objective": "unit"}).text
     assert "Feature visualization: fc3 unit 2" in en and "to excite this unit as much" in en
-
-
-def _wait_job(client: TestClient, job_url: str) -> dict:
-    for _ in range(600):
-        j = client.get(job_url).json()
-        if j["status"] not in ("queued", "running"):
-            return j
-        time.sleep(0.05)
-    raise AssertionError("the job did not end")
 
 
 def test_rendering_a_whole_layer_from_the_gallery(client: TestClient, zoo: Zoo, monkeypatch):

@@ -241,11 +241,11 @@ def _gallery(request: Request, engine: Engine, model: str, layer: str | None, sh
 
     items = [item(c, d) for c, d in enumerate(done)]
     cmd = f"convscope featvis --model {lm.name} --layer {layer} --all" + (f" --objective {kind}" if qs else "")
+    self_params = {"layer": layer} if show == "channels" else {"show": show}  # this gallery's own URL
     return {"model": lm, "layers": [li.name for li in lm.layers], "layer": layer, "objective": kind, "show": show,
             "items": items, "rendered": sum(done), "steps": s.steps, "seed": s.seed, "objs": objs, "settings": s,
             "missing": len(done) - sum(done), "limit": _render_limit(lm), "cmd": cmd,
-            "self_url": url_with(request, f"/models/{lm.name}/featvis", layer=None if show == "classes" else layer,
-                                 show=None if show == "channels" else show),
+            "self_url": url_with(request, f"/models/{lm.name}/featvis", **self_params), "self_params": self_params,
             "whole": None if whole is None else {
                 "rendered": whole_done,
                 "page": url_with(request, f"/models/{lm.name}/layers/{layer}/channels/0/featvis", objective="layer"),
@@ -308,7 +308,7 @@ async def featvis_gallery_render(request: Request, engine: EngineDep, model: Mod
     g = _gallery(request, engine, model, layer, show)
     job = _start_many(request, g)
     if request.headers.get("HX-Request") != "true":
-        return RedirectResponse(url_with(request, g["self_url"].split("?")[0], layer=layer, show=show,
+        return RedirectResponse(url_with(request, f"/models/{model}/featvis", **g["self_params"],
                                          job=job.id if job else None), status_code=303)
     if job is None:
         return Response(status_code=200, headers={"HX-Redirect": g["self_url"]})
