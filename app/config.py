@@ -27,15 +27,27 @@ class Settings(BaseSettings):
                     "(e.g. ['alexnet','vgg16','resnet18'])")
     serve_efficientnet: bool = Field(True, description="serve EfficientNet-Lite0 (ImageNet) from its PyPI package")
     default_model: str = "cifarnet"
+    locale_es: str = Field("es_ES", description="region of the Spanish pages' numbers (Babel locale): es_ES "
+                           "writes 19.200 and 72,4 %; es_MX, for one, 19,200 and 72.4 %")
 
     # Upload limits (shown in the UI and in the OpenAPI description).
     max_upload_bytes: int = Field(10 * 1024 * 1024, description="largest upload accepted, in bytes")
     max_pixels: int = Field(40_000_000, description="largest decoded image accepted, width x height")
     max_side: int = Field(12_000, description="largest width or height accepted, in pixels")
     max_stored_side: int = Field(1024, description="uploads are scaled down to this side before storage")
-    stored_png_level: int = Field(0, ge=0, le=9, description="zlib level of the stored uploads' PNGs: 0 (not "
-                                  "deflated) encodes and decodes ~2x faster than 1, for files ~1.6x larger "
-                                  "(a 600x400 photo: 13 vs 27 ms to encode, 0.72 vs 0.48 MB)")
+    stored_png_level: int = Field(1, ge=0, le=9, description="zlib level of the stored uploads' PNGs (1: fast, "
+                                  "and a flat picture shrinks to a few KB instead of 3 bytes a pixel)")
+    decode_memory_mb: int = Field(192, ge=16, description="memory one upload's decoding may take, estimated from "
+                                  "its header before decoding (422 too_costly above it)")
+    max_jpeg_scans: int = Field(64, ge=1, description="most scans of a progressive JPEG (each is a decoding pass)")
+    max_rle_pixels: int = Field(2_000_000, ge=0, description="most pixels of an RLE-compressed BMP (decoded in "
+                                "Python, slowly)")
+    decoder_processes: int = Field(max(1, min(2, os.cpu_count() or 1)), ge=0, le=16, description="worker "
+                                   "processes that decode uploads under a hard memory and CPU ceiling (0: decode "
+                                   "in the server process, with the header checks only)")
+    decode_ceiling_mb: int = Field(512, ge=64, description="hard ceiling of a decoder process's extra memory: "
+                                   "past it the process is killed and the upload refused")
+    decode_cpu_s: int = Field(5, ge=1, description="hard ceiling of CPU seconds for one decode")
 
     # Serving.
     inference_concurrency: int = Field(max(1, min(4, os.cpu_count() or 1)),
@@ -44,7 +56,7 @@ class Settings(BaseSettings):
                                     "stored at once (each holds one decoded photo); apart from the inference slots")
     inference_wait_s: float = Field(10.0, description="how long a request waits for a slot before 503")
     torch_threads: int = Field(max(1, os.cpu_count() or 1), description="intra-op threads of the lead thread, "
-                               "which runs lone passes (app.compute); every other thread uses one")
+                               "which runs lone passes (app.runtime.compute); every other thread uses one")
     gil_switch_interval_ms: float = Field(0.5, gt=0, le=100, description="how often Python hands the GIL "
                                           "to a waiting thread while serving (its default is 5 ms)")
     gc_freeze: bool = Field(True, description="after start-up, put what loading made (models, traced graphs: "
@@ -65,12 +77,24 @@ class Settings(BaseSettings):
                                 "Cores + 1: under bench/load.py, 3 threads and 2 upload slots on 2 cores served "
                                 "+6.7 % more than 8 and 4 (bench/ab_load.py, 4 rounds, each won)")
     cors_origins: list[str] = Field(default_factory=list, description="origins allowed to call /api (CORS)")
+    allowed_hosts: list[str] = Field(default_factory=list, description="Host names the server answers (DNS "
+                                     "rebinding); empty: the local names and the address it binds to; ['*']: any")
+    header_timeout_s: float = Field(10.0, gt=0, description="a connection must send its request headers within this")
+    body_timeout_s: float = Field(30.0, ge=0, description="a request body must arrive within this (408); 0: no limit")
+    keepalive_timeout_s: float = Field(5.0, gt=0, description="an idle keep-alive connection is closed after this")
+    max_connections: int = Field(256, ge=1, description="open connections at once; past it new requests get 503")
+    shutdown_timeout_s: float = Field(5.0, ge=0, description="on SIGTERM, time given to requests in flight")
     upload_rate_per_minute: int = Field(0, description="uploads per client per minute (0 = unlimited)")
     topk: int = 5
+    live_max_fps: float = Field(15.0, gt=0, le=60, description="frames a second one live view is answered at most "
+                                "(faster frames replace the waiting one)")
+    live_sockets_per_client: int = Field(3, ge=1, description="live views one client address may have open at once")
+    max_occlusion_passes: int = Field(1024, ge=1, description="most forward passes one occlusion map may cost "
+                                      "(window positions); it runs as a background job on a copy of the model")
 
     # Privacy.
-    retention_hours: float = Field(0, ge=0, description="delete uploads (and their cached results) older than "
-                                   "this many hours; 0 = keep forever")
+    retention_hours: float = Field(168, ge=0, description="delete uploads (and their cached results) older than "
+                                   "this many hours (default: 7 days); 0 = keep forever")
 
 
 @lru_cache

@@ -1,8 +1,11 @@
-"""A bounded queue of long jobs (feature visualization) run by one background thread.
+"""The one job model: every background job (index builds, feature-visualization renders) has the same
+fields and states, is kept behind a small storage interface, and runs in a lane of the one queue.
 
-Jobs report progress, can be cancelled (checked between steps), and yield to interactive requests:
-while the inference gate has requests in flight, a job pauses between steps, so a long job never
-starves the people clicking around. A full queue refuses new jobs (503 + Retry-After upstream).
+A job's work is a function ``work(job)`` that reports progress with :meth:`Job.progress`, checks
+:attr:`Job.cancel_requested` between steps (or calls :meth:`Job.check_cancelled`), and may set
+:attr:`Job.result_url`. Each lane runs one job at a time in its own thread, on the lead thread's
+intra-op threads when it is free (:mod:`app.runtime.compute`); a lane with too many queued jobs refuses
+new ones (503 + Retry-After). Jobs yield to interactive requests between steps.
 """
 
 from __future__ import annotations
@@ -14,85 +17,175 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-from app import compute
-from app.gate import Gate, Overloaded
+from app.runtime import compute
+from app.runtime.gate import Gate, Overloaded
+
+STATES = ("queued", "running", "done", "failed", "cancelled")
+ACTIVE = ("queued", "running")
+
+
+class JobCancelled(Exception):
+    """Raised inside a job's work when its cancellation was requested: the job ends 'cancelled'."""
 
 
 @dataclass
-class JobState:
-    """What a client can see of a job."""
+class Job:
+    """What a client sees of a background job, the same for every kind."""
 
     id: str
-    kind: str
-    key: str
-    status: str = "queued"  # queued, running, done, failed, cancelled
-    step: int = 0
+    kind: str  # "index", "featvis", "featvis-many"
+    key: str  # while a job with this key is active, submitting the same key returns it
+    params: dict[str, Any] = field(default_factory=dict)  # what the job works on (model, data set...)
+    state: str = "queued"  # one of STATES
+    done: int = 0
     total: int = 0
-    value: float | None = None
+    resumed_from: int = 0  # units already done before this run (a resumed checkpoint)
+    value: float | None = None  # the objective's latest value (feature visualization)
     message: str = ""
-    preview: bytes | None = field(default=None, repr=False)
+    error: str | None = None
+    result_url: str | None = None  # the finished result, JSON or picture
+    page_url: str | None = None  # the page that shows the finished result
     created: float = field(default_factory=time.time)
+    started: float | None = None
+    finished: float | None = None
     cancel_requested: bool = False
+    preview: bytes | None = field(default=None, repr=False)  # latest intermediate picture (PNG)
 
     @property
     def active(self) -> bool:
-        return self.status in ("queued", "running")
+        return self.state in ACTIVE
+
+    @property
+    def percent(self) -> float:
+        return round(100.0 * self.done / self.total, 1) if self.total else 0.0
+
+    @property
+    def rate(self) -> float:
+        """Units per second since the job started (not counting resumed units)."""
+        if self.started is None:
+            return 0.0
+        dt = (self.finished or time.time()) - self.started
+        return (self.done - self.resumed_from) / dt if dt > 0 else 0.0
+
+    @property
+    def eta_s(self) -> float | None:
+        r = self.rate
+        return (self.total - self.done) / r if self.active and r > 0 else None
+
+    def progress(self, done: int, total: int | None = None, *, value: float | None = None) -> None:
+        self.done = done
+        if total is not None:
+            self.total = total
+        if value is not None:
+            self.value = value
+
+    def check_cancelled(self) -> None:
+        if self.cancel_requested:
+            raise JobCancelled(f"job {self.id} was cancelled")
 
     def public(self) -> dict[str, Any]:
-        return {"id": self.id, "kind": self.kind, "status": self.status, "step": self.step, "total": self.total,
-                "value": self.value, "message": self.message,
-                "percent": round(100 * self.step / self.total, 1) if self.total else 0.0}
+        """The JSON shape every job endpoint answers (app.features.jobs.schemas.JobOut)."""
+        eta = self.eta_s
+        return {"id": self.id, "kind": self.kind, "state": self.state, "done": self.done, "total": self.total,
+                "percent": self.percent, "resumed_from": self.resumed_from, "rate": round(self.rate, 3),
+                "eta_s": round(eta, 1) if eta is not None else None, "value": self.value, "message": self.message,
+                "error": self.error, "params": dict(self.params), "created": self.created, "started": self.started,
+                "finished": self.finished, "url": f"/api/jobs/{self.id}", "result_url": self.result_url,
+                "page_url": self.page_url,
+                "preview_url": f"/api/jobs/{self.id}/preview.png" if self.preview is not None else None}
+
+
+class JobStore(Protocol):
+    """Where jobs are kept. In memory today; a database-backed store lets several workers share them."""
+
+    def add(self, job: Job) -> None: ...
+
+    def get(self, job_id: str) -> Job | None: ...
+
+    def list(self, kind: str | None = None) -> list[Job]: ...
+
+    def active(self, key: str) -> Job | None: ...
+
+
+class MemoryJobStore:
+    """The jobs of this process: every active job and the latest ``keep`` finished ones."""
+
+    def __init__(self, keep: int = 256) -> None:
+        self._jobs: OrderedDict[str, Job] = OrderedDict()
+        self._lock = threading.Lock()
+        self.keep = keep
+
+    def add(self, job: Job) -> None:
+        with self._lock:
+            self._jobs[job.id] = job
+            finished = [j.id for j in self._jobs.values() if not j.active]
+            for old in finished[: max(0, len(self._jobs) - self.keep)]:
+                del self._jobs[old]
+
+    def get(self, job_id: str) -> Job | None:
+        return self._jobs.get(job_id)
+
+    def list(self, kind: str | None = None) -> list[Job]:
+        """Newest first."""
+        with self._lock:
+            return [j for j in reversed(self._jobs.values()) if kind is None or j.kind == kind]
+
+    def active(self, key: str) -> Job | None:
+        with self._lock:
+            return next((j for j in self._jobs.values() if j.key == key and j.active), None)
+
+
+Work = Callable[[Job], None]
 
 
 class JobQueue:
-    """At most ``max_queued`` waiting jobs; one runs at a time; the same key is never queued twice."""
+    """Runs submitted jobs, one at a time per lane, each lane in its own daemon thread."""
 
-    def __init__(self, gate: Gate, max_queued: int = 8) -> None:
+    def __init__(self, gate: Gate, store: JobStore | None = None, *, max_queued: int = 8) -> None:
         self.gate = gate
-        self._q: queue.Queue[tuple[JobState, Callable[[JobState], None]]] = queue.Queue()
-        self._jobs: OrderedDict[str, JobState] = OrderedDict()
-        self._by_key: dict[str, str] = {}
-        self._lock = threading.Lock()
+        self.store: JobStore = store or MemoryJobStore()
         self.max_queued = max_queued
-        self._thread = threading.Thread(target=self._loop, name="convscope-jobs", daemon=True)
-        self._thread.start()
+        self._lock = threading.Lock()
+        self._lanes: dict[str, queue.Queue[tuple[Job, Work] | None]] = {}
+        self._threads: list[threading.Thread] = []
 
-    def submit(self, kind: str, key: str, total: int, fn: Callable[[JobState], None]) -> JobState:
-        """Queue ``fn(job)`` unless a job with the same key is queued or running (that one is returned)."""
+    def submit(self, kind: str, key: str, work: Work, *, lane: str = "render", total: int = 0,
+               params: dict[str, Any] | None = None) -> Job:
+        """Queue ``work(job)`` unless a job with the same key is active (that one is returned)."""
         with self._lock:
-            existing = self._jobs.get(self._by_key.get(key, ""))
-            if existing is not None and existing.active:
+            existing = self.store.active(key)
+            if existing is not None:
                 return existing
-            if sum(1 for j in self._jobs.values() if j.status == "queued") >= self.max_queued:
+            q = self._lane(lane)
+            if q.qsize() >= self.max_queued:
                 raise Overloaded(retry_after=10)
-            job = JobState(id=uuid.uuid4().hex[:16], kind=kind, key=key, total=total)
-            self._jobs[job.id] = job
-            self._by_key[key] = job.id
-            while len(self._jobs) > 256:
-                old_id, old = next(iter(self._jobs.items()))
-                if old.active:
-                    break
-                self._jobs.pop(old_id)
-        self._q.put((job, fn))
+            job = Job(id=uuid.uuid4().hex[:16], kind=kind, key=key, total=total, params=dict(params or {}))
+            self.store.add(job)
+        q.put((job, work))
         return job
 
-    def get(self, job_id: str) -> JobState | None:
-        return self._jobs.get(job_id)
+    def get(self, job_id: str) -> Job | None:
+        return self.store.get(job_id)
 
-    def for_key(self, key: str) -> JobState | None:
-        return self._jobs.get(self._by_key.get(key, ""))
+    def list(self, kind: str | None = None) -> list[Job]:
+        return self.store.list(kind)
 
-    def cancel(self, job_id: str) -> JobState | None:
-        job = self._jobs.get(job_id)
+    def running(self, kind: str | None = None) -> Job | None:
+        """The oldest active job (of ``kind``)."""
+        return next((j for j in reversed(self.store.list(kind)) if j.active), None)
+
+    def cancel(self, job_id: str) -> Job | None:
+        """Ask a job to stop (a queued one never starts); returns it, or None when unknown."""
+        job = self.store.get(job_id)
         if job is not None and job.active:
             job.cancel_requested = True
-            if job.status == "queued":
-                job.status = "cancelled"
+            if job.state == "queued":
+                job.state, job.finished = "cancelled", time.time()
         return job
 
-    def yield_to_interactive(self, job: JobState) -> bool:
+    def yield_to_interactive(self, job: Job) -> bool:
         """Pause while interactive requests wait or run; returns True when the job should stop."""
         waited = 0.0
         while (self.gate.waiting > 0 or self.gate.busy > 0) and waited < 2.0 and not job.cancel_requested:
@@ -100,16 +193,37 @@ class JobQueue:
             waited += 0.02
         return job.cancel_requested
 
-    def _loop(self) -> None:
-        while True:
-            job, fn = self._q.get()
-            if job.status == "cancelled":
+    def close(self) -> None:
+        """Cancel what is queued or running and let the lane threads end."""
+        for job in self.store.list():
+            self.cancel(job.id)
+        with self._lock:
+            for q in self._lanes.values():
+                q.put(None)
+
+    def _lane(self, name: str) -> queue.Queue[tuple[Job, Work] | None]:
+        q = self._lanes.get(name)
+        if q is None:
+            q = self._lanes[name] = queue.Queue()
+            t = threading.Thread(target=self._loop, args=(q,), name=f"convscope-jobs-{name}", daemon=True)
+            self._threads.append(t)
+            t.start()
+        return q
+
+    @staticmethod
+    def _loop(q: queue.Queue[tuple[Job, Work] | None]) -> None:
+        while (item := q.get()) is not None:
+            job, work = item
+            if job.state == "cancelled":
                 continue
-            job.status = "running"
+            job.state, job.started = "running", time.time()
             try:
-                compute.lead().run(fn, job)  # on the lead thread's intra-op threads when it is free
-                if job.status == "running":
-                    job.status = "cancelled" if job.cancel_requested else "done"
-            except Exception as e:  # reported to the client; the worker keeps going
-                job.status = "failed"
-                job.message = str(e)
+                compute.lead().run(work, job)  # on the lead thread's intra-op threads when it is free
+                job.state = "cancelled" if job.cancel_requested else "done"
+            except JobCancelled:
+                job.state = "cancelled"
+            except Exception as e:  # reported to the client; the lane keeps going
+                job.state, job.error = "failed", str(e)
+                job.message = job.message or "failed"
+            finally:
+                job.finished = time.time()

@@ -1,433 +1,57 @@
-"""The glue between the store, the zoo and the computation core, shared by the JSON and HTML routes.
+"""Every service of a running app, built once by the lifespan and kept on ``app.state.services``.
 
-Routes call these methods and only turn the results into JSON, PNG, .npy or HTML.
-"""
+Routes reach them only through the typed dependencies of :mod:`app.deps`."""
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import io
-import math
-import threading
-from collections import OrderedDict
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Generic, Protocol, TypeVar
 
-import numpy as np
-import torch
-from PIL import Image
-
-from app.batching import MicroBatcher
-from app.blocking import run_blocking
 from app.config import Settings
-from app.core import imaging
-from app.core.attribution import AttributionMap
-from app.core.errors import NotFoundError
-from app.core.inference import Analysis, Overview, analyze, analyze_batch, layer_batch, overview_batch, overview_of, predict_batch
-from app.core.zoo import LoadedModel, Zoo
-from app.gate import Gate
-from app.gcwatch import GcWatch
-from app.store import ImageGone, ImageRecord, Store
+from app.core.zoo import Zoo
+from app.features.analysis.service import Engine, Upload
+from app.features.attribution.service import AttributionService
+from app.features.examples.service import ExamplesService
+from app.features.featvis.service import FeatVisService
+from app.features.live.service import LiveSockets
+from app.jobs import JobQueue
+from app.runtime.decoder import Ceiling, DecoderPool
+from app.store.database import Store
 
 
-class UnknownImageError(NotFoundError):
-    """An image id that the store does not hold."""
+@dataclass
+class Services:
+    """The engine (ingest, analyses, caches) and the services built on it."""
 
-    kind = "image"
+    settings: Settings
+    engine: Engine
+    jobs: JobQueue
+    examples: ExamplesService
+    featvis: FeatVisService
+    attribution: AttributionService
+    live_sockets: LiveSockets
 
-    def __init__(self, image_id: str) -> None:
-        super().__init__(image_id, hint="upload one with POST /api/images (GET /api/images lists the stored ones)")
+    @classmethod
+    def build(cls, settings: Settings, zoo: Zoo, store: Store) -> Services:
+        """One engine over the zoo and the services built on it."""
+        decoder = DecoderPool(settings.decoder_processes, Ceiling(settings.decode_ceiling_mb * 1024 * 1024,
+                                                                  settings.decode_cpu_s)) if settings.decoder_processes else None
+        engine = Engine(settings, zoo, store, decoder)
+        jobs = JobQueue(engine.gate)
+        return cls(settings=settings, engine=engine, jobs=jobs, examples=ExamplesService(engine, jobs),
+                   featvis=FeatVisService(engine, jobs),
+                   attribution=AttributionService(engine, jobs, settings.max_occlusion_passes),
+                   live_sockets=LiveSockets(settings.live_sockets_per_client))
 
-
-class BadParameterError(ValueError):
-    """A query parameter out of range (channel, k, view...)."""
-
-
-class _Sized(Protocol):
-    @property
-    def nbytes(self) -> int: ...
-
-
-V = TypeVar("V", bound=_Sized)
-T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class Upload:
-    record: ImageRecord
-    created: bool
-
-
-class _LRU(Generic[V]):
-    """A byte-bounded LRU of results by (model, image, ...) (activations are large: keep only recent ones)."""
-
-    def __init__(self, max_bytes: int) -> None:
-        self.max_bytes = max_bytes
-        self._d: OrderedDict[tuple[object, ...], V] = OrderedDict()
-        self._bytes = 0
-        self._lock = threading.Lock()
-
-    def get(self, key: tuple[object, ...]) -> V | None:
-        with self._lock:
-            v = self._d.get(key)
-            if v is not None:
-                self._d.move_to_end(key)
-            return v
-
-    def put(self, key: tuple[object, ...], value: V) -> None:
-        with self._lock:
-            if key in self._d:
-                return
-            self._d[key] = value
-            self._bytes += value.nbytes
-            while self._bytes > self.max_bytes and len(self._d) > 1:
-                _, old = self._d.popitem(last=False)
-                self._bytes -= old.nbytes
-
-    @property
-    def count(self) -> int:
-        return len(self._d)
-
-    def drop_image(self, image_id: str) -> None:
-        with self._lock:
-            for k in [k for k in self._d if k[1] == image_id]:
-                self._bytes -= self._d.pop(k).nbytes
-
-
-class Engine:
-    """Everything the routes need: uploads, analyses, images of activations and filters."""
-
-    def __init__(self, settings: Settings, zoo: Zoo, store: Store) -> None:
-        self.settings = settings
-        self.zoo = zoo
-        self.store = store
-        self.gc_watch: GcWatch | None = None  # set while the app serves (app.main)
-        self.gate = Gate(settings.inference_concurrency, settings.inference_wait_s, threads=settings.torch_threads)
-        # Uploads (decode, sanitise, fsync'ed write) have their own slots: a disk flush must not
-        # hold a slot that a forward pass could use.
-        self.upload_gate = Gate(settings.upload_concurrency, settings.inference_wait_s)
-        # Predictions batch widely (a CPU forward is ~1.9x cheaper per image at 32 than alone); full
-        # analyses keep every activation, so their batches are as large as analysis_batch_mb allows.
-        self.predict_batcher = MicroBatcher(self.gate, max_batch=32, threads=settings.torch_threads)
-        self.analysis_batcher = MicroBatcher(self.gate, max_batch=16, threads=settings.torch_threads)
-        self._analyses: _LRU[Analysis] = _LRU(settings.analysis_cache_mb * 1024 * 1024)  # activations are large
-        self._overviews: _LRU[Overview] = _LRU(settings.overview_cache_mb * 1024 * 1024)
-        # attribution maps by (model, image, method, settings...): a page asks for a map's numbers, then its picture
-        self.attributions: _LRU[AttributionMap] = _LRU(16 * 1024 * 1024)
-        self._probs: OrderedDict[tuple[str, str], torch.Tensor] = OrderedDict()
-        self._pictures: OrderedDict[str, Image.Image] = OrderedDict()
-        # Preprocessed network inputs (a few KB for a 32x32 model): a later forward pass of a photo
-        # needs no PNG decode. The default model's is made at upload, while the picture is at hand.
-        self._inputs: OrderedDict[tuple[str, str], torch.Tensor] = OrderedDict()
-        self._inputs_bytes = 0
-        self._pic_lock = threading.Lock()
-        self._checker = ThreadPoolExecutor(1, thread_name_prefix="convscope-checksum")
-
-    # -- uploads ----------------------------------------------------------------------------
-    def ingest(self, data: bytes, filename: str) -> Upload:
-        """Validate, sanitise (upright RGB, no metadata) and store an upload, once per content."""
-        sha = hashlib.sha256(data).hexdigest()
-        existing = self.store.get_image_by_sha(sha)
-        if existing is not None:
-            return Upload(existing, False)
-        s = self.settings
-        dec = imaging.decode_image(data, max_pixels=s.max_pixels, max_side=s.max_side)
-        img = imaging.limit_side(dec.image, s.max_stored_side)
-        rec, created = self.store.put_image(sha256=sha, png=imaging.png_bytes(img, s.stored_png_level), width=img.width,
-                                            height=img.height, original_size=dec.original_size, fmt=dec.format,
-                                            filename=_safe_filename(filename))
-        # An upload is analysed right away: keep the picture (PNG is lossless: the same pixels).
-        self._remember_picture(rec.id, img)
-        default = self.zoo.models.get(s.default_model)
-        if default is not None:
-            self._input(default, rec)
-        return Upload(rec, created)
-
-    def image(self, image_id: str) -> ImageRecord:
-        rec = self.store.get_image(image_id) if _looks_like_id(image_id) else None
-        if rec is None:
-            raise UnknownImageError(image_id)
-        return rec
-
-    def picture(self, rec: ImageRecord) -> Image.Image:
-        """The stored upright RGB picture of an upload."""
-        with self._pic_lock:
-            pic = self._pictures.get(rec.id)
-            if pic is not None:
-                self._pictures.move_to_end(rec.id)
-                return pic
-        try:
-            png = self.store.image_png(rec, verify=False)
-        except ImageGone:
-            raise UnknownImageError(rec.id) from None
-        # The checksum (0.6 ms for a 640x480 photo) runs beside the decoding (both release the GIL).
-        check = None
-        if len(png) > 256 * 1024:
-            check = self._checker.submit(self.store.verify_image, rec, png)
-        else:
-            self.store.verify_image(rec, png)
-        try:
-            im = Image.open(io.BytesIO(png))
-            im.load()
-            pic = im if im.mode == "RGB" else im.convert("RGB")  # stored uploads are RGB: no copy
-        finally:
-            if check is not None:
-                check.result()  # a damaged file raises here (also when its decoding failed)
-        self._remember_picture(rec.id, pic)
-        return pic
-
-    def _remember_picture(self, image_id: str, pic: Image.Image) -> None:
-        with self._pic_lock:
-            self._pictures[image_id] = pic
-            self._pictures.move_to_end(image_id)
-            while len(self._pictures) > 16:  # up to 3 MB each
-                self._pictures.popitem(last=False)
-
-    def delete(self, image_id: str) -> bool:
-        self.forget(image_id)
-        return self.store.delete_image(image_id)
-
-    def forget(self, image_id: str) -> None:
-        """Drop what memory holds for an upload (analyses, picture, probabilities); the store keeps it."""
-        self._analyses.drop_image(image_id)
-        self._overviews.drop_image(image_id)
-        self.attributions.drop_image(image_id)
-        with self._pic_lock:
-            self._pictures.pop(image_id, None)
-            for key in [k for k in self._inputs if k[1] == image_id]:
-                x = self._inputs.pop(key)
-                self._inputs_bytes -= x.numel() * x.element_size()
-            for key in [k for k in self._probs if k[1] == image_id]:
-                del self._probs[key]
-
-    # -- analyses ---------------------------------------------------------------------------
-    def model(self, name: str) -> LoadedModel:
-        return self.zoo.get(name)
-
-    def analysis(self, lm: LoadedModel, rec: ImageRecord) -> Analysis:
-        """Prediction + every layer's activation for one (model, image), kept in a bounded LRU."""
-        key = (lm.name, rec.id)
-        hit = self._analyses.get(key)
-        if hit is not None:
-            return hit
-        result = analyze(lm, self.picture(rec))
-        self._analyses.put(key, result)
-        return result
-
-    def _kept_input(self, key: tuple[str, str]) -> torch.Tensor | None:
-        with self._pic_lock:
-            x = self._inputs.get(key)
-            if x is not None:
-                self._inputs.move_to_end(key)
-            return x
-
-    async def _input_async(self, lm: LoadedModel, rec: ImageRecord) -> torch.Tensor:
-        """:meth:`_input` for the event loop: a kept input without a thread hand-off."""
-        x = self._kept_input((lm.name, rec.id))
-        return x if x is not None else await run_blocking(self._input, lm, rec)
-
-    def _input(self, lm: LoadedModel, rec: ImageRecord) -> torch.Tensor:
-        """The preprocessed (1, 3, H, W) input of ``lm`` for this photo, kept within input_cache_mb."""
-        key = (lm.name, rec.id)
-        x = self._kept_input(key)
-        if x is not None:
-            return x
-        x = lm.spec.preprocess.tensor(self.picture(rec))
-        with self._pic_lock:
-            if key not in self._inputs:
-                self._inputs[key] = x
-                self._inputs_bytes += x.numel() * x.element_size()
-                limit = self.settings.input_cache_mb * 1024 * 1024
-                while self._inputs_bytes > limit and self._inputs:
-                    _, old = self._inputs.popitem(last=False)
-                    self._inputs_bytes -= old.numel() * old.element_size()
-        return x
-
-    async def predictions(self, lm: LoadedModel, rec: ImageRecord) -> torch.Tensor:
-        """Class probabilities; concurrent requests share batched forward passes (no activations kept)."""
-        key = (lm.name, rec.id)
-        full = self._analyses.get(key)
-        if full is not None:
-            return full.probabilities
-        with self._pic_lock:
-            hit = self._probs.get(key)
-        if hit is not None:
-            return hit
-        x = await self._input_async(lm, rec)
-        probs = await self.predict_batcher.run(f"{lm.name}:probs", lambda b: predict_batch(lm, b), x)
-        assert isinstance(probs, torch.Tensor)
-        self._remember_probs(key, probs)
-        return probs
-
-    def _remember_probs(self, key: tuple[str, str], probs: torch.Tensor) -> None:
-        with self._pic_lock:
-            self._probs[key] = probs
-            while len(self._probs) > 4096:
-                self._probs.popitem(last=False)
-
-    async def analysis_async(self, lm: LoadedModel, rec: ImageRecord) -> Analysis:
-        """:meth:`analysis` for the event loop: batched with concurrent requests, kept in the LRU."""
-        key = (lm.name, rec.id)
-        hit = self._analyses.get(key)
-        if hit is not None:
-            return hit
-        x = await self._input_async(lm, rec)
-        result = await self.analysis_batcher.run(f"{lm.name}:all", lambda b: analyze_batch(lm, b), x,
-                                                 max_batch=self.analysis_batch_size(lm))
-        assert isinstance(result, Analysis)
-        self._analyses.put(key, result)
-        return result
-
-    async def overview_then(self, lm: LoadedModel, rec: ImageRecord,
-                            then: Callable[[Overview], T]) -> tuple[Overview, T]:
-        """Probabilities + every layer's per-channel stats (from a kept analysis, else from a batched
-        pass that keeps no layer's output; kept within overview_cache_mb), and ``then(overview)``
-        computed off the event loop in the thread that made the overview (the JSON of a large
-        model's stats takes milliseconds: one hand-off less)."""
-        key = (lm.name, rec.id)
-        hit = self._overviews.get(key)
-        if hit is not None:
-            return hit, await run_blocking(then, hit)
-        full = self._analyses.get(key)
-        if full is not None:
-            def derive() -> tuple[Overview, T]:
-                made = overview_of(lm, full)
-                return made, then(made)
-
-            ov, out = await run_blocking(derive)
-        else:
-            # the input, when no kept one: made in the thread that runs the pass (one hand-off in all)
-            x = self._kept_input(key)
-            ov, out = await self.analysis_batcher.run(  # type: ignore[misc]
-                f"{lm.name}:overview", lambda b: overview_batch(lm, b),
-                x if x is not None else functools.partial(self._input, lm, rec), then=then)
-        assert isinstance(ov, Overview)
-        self._overviews.put(key, ov)
-        self._remember_probs(key, ov.probabilities)
-        return ov, out
-
-    async def layer_activation_async(self, lm: LoadedModel, rec: ImageRecord, layer: str) -> torch.Tensor:
-        """One layer's activation (C, H, W) or (F,): from a kept analysis, else from a batched pass that
-        stops at that layer (the rest of the network is not computed and nothing else is kept)."""
-        info = lm.layer(layer)  # validates the name
-        hit = self._analyses.get((lm.name, rec.id))
-        if hit is not None:
-            return hit.activations[layer]
-        if layer in lm.reused_layers:  # a module run twice: the full pass keeps its last output
-            return (await self.analysis_async(lm, rec)).activations[layer]
-        x = await self._input_async(lm, rec)
-        act = await self.analysis_batcher.run(f"{lm.name}:until:{layer}", lambda b: layer_batch(lm, b, layer), x,
-                                              max_batch=self._batch_within_budget(4 * math.prod(info.output_shape)))
-        assert isinstance(act, torch.Tensor)
-        return act
-
-    def stats(self) -> dict[str, object]:
-        """Counters for operators (``GET /api/stats``): how well requests batch, refusals, cache fill."""
-        def batcher(b: MicroBatcher) -> dict[str, object]:
-            return {"batches": b.batches, "items": b.items, "mean_batch": round(b.items / b.batches, 2) if b.batches else None}
-
-        with self._pic_lock:
-            pictures, probs, inputs = len(self._pictures), len(self._probs), len(self._inputs)
-        return {"predictions": batcher(self.predict_batcher), "analyses": batcher(self.analysis_batcher),
-                "overload_refusals": self.gate.rejected + self.upload_gate.rejected,
-                "analyses_kept": self._analyses.count, "pictures_kept": pictures, "probabilities_kept": probs,
-                "inputs_kept": inputs, "overviews_kept": self._overviews.count,
-                "attributions_kept": self.attributions.count,
-                # the garbage collector's pauses while serving (app.gcwatch), objects frozen at start-up
-                "gc": self.gc_watch.snapshot() if self.gc_watch is not None else None}
-
-    def analysis_batch_size(self, lm: LoadedModel) -> int:
-        """How many photos one batched full analysis of ``lm`` takes (activations within analysis_batch_mb)."""
-        return self._batch_within_budget(lm.activation_bytes)
-
-    def _batch_within_budget(self, bytes_per_image: int) -> int:
-        """Photos per batch whose kept outputs fit in analysis_batch_mb (1 to the batcher's 16)."""
-        budget = self.settings.analysis_batch_mb * 1024 * 1024
-        return max(1, min(self.analysis_batcher.max_batch, budget // max(1, bytes_per_image)))
+    async def ingest(self, data: bytes, filename: str) -> Upload:
+        """Store an uploaded photo (in the upload gate); a new one brings the gallery indexes up to date
+        in the background."""
+        up = await self.engine.upload_gate.run(self.engine.ingest, data, filename)
+        if up.created:
+            self.examples.notify_upload()
+        return up
 
     async def close(self) -> None:
-        await self.predict_batcher.close()
-        await self.analysis_batcher.close()
-        self._checker.shutdown(wait=False)
-
-    def network_input(self, lm: LoadedModel, rec: ImageRecord) -> Image.Image:
-        """The picture as the network sees it (resized and cropped)."""
-        return lm.spec.preprocess.image(self.picture(rec))
-
-    def activation(self, lm: LoadedModel, rec: ImageRecord, layer: str) -> torch.Tensor:
-        lm.layer(layer)  # validates the name
-        return self.analysis(lm, rec).activations[layer]
-
-    def _act_png_key(self, lm: LoadedModel, rec: ImageRecord, layer: str, channel: int | None) -> str:
-        info = lm.layer(layer)
-        if channel is not None:
-            check_channel(channel, info.channels)
-        return f"act-png:v1:{lm.name}:{lm.weights_sha256[:16]}:{rec.sha256}:{layer}:{channel}"
-
-    def cached_activation_png(self, lm: LoadedModel, rec: ImageRecord, layer: str,
-                              channel: int | None = None) -> bytes | None:
-        """The layer's PNG if the store has it (no forward pass needed), else None."""
-        return self.store.cache_get(self._act_png_key(lm, rec, layer, channel))
-
-    def activation_png(self, lm: LoadedModel, rec: ImageRecord, layer: str, channel: int | None = None,
-                       analysis: Analysis | torch.Tensor | None = None) -> bytes:
-        """The layer's grid (or one channel enlarged) as PNG, cached in the store.
-
-        ``analysis`` is a kept analysis or the layer's activation itself (else one is computed)."""
-        key = self._act_png_key(lm, rec, layer, channel)
-        data = self.store.cache_get(key)
-        if data is None:
-            if isinstance(analysis, torch.Tensor):
-                act = analysis
-            else:
-                act = (analysis or self.analysis(lm, rec)).activations[layer]
-            if channel is not None:
-                img = imaging.channel_image(act[channel]) if act.dim() == 3 else imaging.vector_image(act[channel:channel + 1])
-            elif act.dim() == 3:
-                img = imaging.activation_grid(act)
-            else:
-                img = imaging.vector_image(act)
-            data = imaging.png_bytes(img)
-            self.store.cache_put(key, data, image_id=rec.id, durable=False)  # a PNG is quick to redraw
-        return data
-
-    def filters(self, lm: LoadedModel, layer: str | None) -> torch.Tensor:
-        """Weights (K, C, kh, kw) of a conv layer (default: the first one)."""
-        name = layer or lm.first_conv
-        lm.layer(name)
-        modules = dict(lm.module.named_modules())
-        mod = modules[name]
-        if not isinstance(mod, torch.nn.Conv2d):
-            convs = [li.name for li in lm.layers if isinstance(modules[li.name], torch.nn.Conv2d)]
-            raise BadParameterError(f"layer {name!r} is not a convolution; filters exist for: {', '.join(convs)}")
-        return mod.weight.detach()
-
-    def filters_png(self, lm: LoadedModel, layer: str | None, view: str) -> bytes:
-        if view not in ("rgb", "channels"):
-            raise BadParameterError("view must be 'rgb' (colour patches) or 'channels' (one tile per input channel)")
-        w = self.filters(lm, layer)
-        return imaging.png_bytes(imaging.filter_grid(w, view=view))
-
-
-def check_channel(channel: int, channels: int) -> None:
-    if not 0 <= channel < channels:
-        raise BadParameterError(f"channel {channel} is out of range: this layer has channels 0 to {channels - 1}")
-
-
-def npy_bytes(t: torch.Tensor) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, t.detach().cpu().numpy(), allow_pickle=False)
-    return buf.getvalue()
-
-
-def _looks_like_id(s: str) -> bool:
-    return len(s) == 16 and all(c in "0123456789abcdef" for c in s)
-
-
-def _safe_filename(name: str) -> str:
-    """Keep only the last path component, printable and short (it is only ever displayed, escaped)."""
-    base = name.replace("\\", "/").rsplit("/", 1)[-1]
-    return "".join(ch for ch in base if ch.isprintable())[:200] or "upload"
+        self.jobs.close()
+        if self.engine.decoder is not None:
+            self.engine.decoder.close()
+        await self.engine.close()

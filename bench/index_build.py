@@ -38,8 +38,10 @@ from app.core import nets  # noqa: E402
 from app.core.examples import Accumulator, finalize  # noqa: E402
 from app.core.receptive import receptive_fields  # noqa: E402
 from app.core.zoo import LoadedModel, ModelSpec, Preprocess, load_model  # noqa: E402
-from app.indexing import _Decoded, _layers_of, auto_batch_size, build, collate_batch, load_one_model, normalize, open_source  # noqa: E402
-from app.store import Store  # noqa: E402
+from app.features.examples.build import auto_batch_size, build, index_layers  # noqa: E402
+from app.features.examples.service import load_one_model  # noqa: E402
+from app.features.examples.sources import _Decoded, collate_batch, normalize, open_source  # noqa: E402
+from app.store.database import Store  # noqa: E402
 
 CIFAR_PRE = Preprocess(resize=32, crop=32, mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2616))
 CIFAR = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
@@ -86,7 +88,7 @@ def main() -> int:
         module(normalize(decoded[0][0], pre))
 
     # forward and map interleaved batch by batch, so that the load of a shared machine hits both alike
-    acc = Accumulator(module, _layers_of(lm), 9)
+    acc = Accumulator(module, index_layers(lm), 9)
     t_fwd = t_map = c_fwd = c_map = 0.0
     for u8, idx, lab in decoded:
         w, c = time.perf_counter(), time.process_time()
@@ -107,7 +109,7 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         store = Store(Path(tmp))
-        from app.indexing import IndexStore
+        from app.features.examples.index_store import IndexStore
 
         r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         w, c = time.perf_counter(), time.process_time()

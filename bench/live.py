@@ -92,9 +92,9 @@ def serve(port: int, threads: int, models: list[str]) -> None:
         specs.append(efficientnet_spec())
     import tempfile
 
-    from app import compute
+    from app.runtime import compute
 
-    # as the app does: only the lead thread runs torch on several threads (app.compute)
+    # as the app does: only the lead thread runs torch on several threads (app.runtime.compute)
     zoo = compute.setup(threads).run(Zoo.load, specs)
     settings = Settings(data_dir=Path(tempfile.mkdtemp()) / "data", models_dir=ROOT / "models",
                         torchvision_models=[], default_model="cifarnet", torch_threads=threads)

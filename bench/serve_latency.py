@@ -13,7 +13,7 @@ the same run:
     picture; no analysis cached).
 * bare: decode the same stored PNG + preprocess + a plain forward pass (no hooks; the traced
   network that predictions run, when the model has one), in-process, on the thread where the
-  server runs a lone request's pass (the process's lead thread, every core: app.compute).
+  server runs a lone request's pass (the process's lead thread, every core: app.runtime.compute).
 
 The server runs in this process, with the malloc settings of ``convscope serve``. Prints the
 median of each and their ratios (goal <= 1.25x). Then, per model, the parts measured in-process
@@ -48,9 +48,9 @@ from app import compute  # noqa: E402
 from app.config import ROOT, Settings  # noqa: E402
 from app.core.inference import overview_batch  # noqa: E402
 from app.core.zoo import LoadedModel, Zoo, discover  # noqa: E402
+from app.features.analysis.api import _analysis_response  # noqa: E402
 from app.main import create_app  # noqa: E402
-from app.routes.api import _analysis_response  # noqa: E402
-from app.store import ImageRecord  # noqa: E402
+from app.store.database import ImageRecord  # noqa: E402
 
 
 def photo(seed: int, w: int = 640, h: int = 480) -> bytes:
@@ -91,14 +91,14 @@ def main() -> None:
     args = ap.parse_args()
     import uvicorn
 
-    from app.cli import _limit_malloc_arenas
+    from app.cli.main import _limit_malloc_arenas
 
     _limit_malloc_arenas()  # as `convscope serve` does
 
     tmp = Path(tempfile.mkdtemp())
     settings = Settings(data_dir=tmp / "data", models_dir=ROOT / "models")
     # As the server does: one thread of the process (the lead) runs torch on every core, the others
-    # on one each (app.compute). The bare pass below runs on that lead thread too.
+    # on one each (app.runtime.compute). The bare pass below runs on that lead thread too.
     lead = compute.setup(settings.torch_threads)
     zoo = lead.run(Zoo.load, discover(settings.models_dir, settings.torchvision_models))
     names = [n for n in (args.models.split(",") if args.models else zoo.names()) if n]
@@ -108,7 +108,7 @@ def main() -> None:
     serving.start()
     while not server.started:
         time.sleep(0.05)
-    engine = app.state.engine
+    engine = app.state.services.engine
     print(f"{'model':22s} {'cold ms':>8s} {'after upload':>13s} {'bare ms':>8s} {'cold ratio':>11s} "
           f"{'upload ratio':>13s}")
     # The timed requests go through http.client on one keep-alive connection: httpx costs about a

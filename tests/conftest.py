@@ -28,6 +28,8 @@ from app.main import create_app
 # A test process starts many apps; each start-up's full collection before gc.freeze would take
 # ~0.2 s there. tests/test_api.py turns it on where it is under test.
 os.environ.setdefault("CONVSCOPE_GC_FREEZE", "0")
+# The test client's host name, beside the local ones the server answers by default (Host allowlist).
+os.environ.setdefault("CONVSCOPE_ALLOWED_HOSTS", '["testserver", "localhost", "127.0.0.1"]')
 
 CIFAR_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 CIFAR_PRE = Preprocess(resize=32, crop=32, mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2616))

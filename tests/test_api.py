@@ -152,7 +152,7 @@ def test_start_up_freezes_what_loading_made_and_shut_down_releases_it(settings: 
         st = c.get("/api/stats").json()["gc"]
         assert 10_000 < st["frozen"] <= frozen  # frozen objects may still die
         assert st["collections"][2] >= 1 and 0 < st["longest_ms"][2] <= st["total_ms"][2]
-        watch = c.app.state.engine.gc_watch
+        watch = c.app.state.services.engine.gc_watch
         assert watch._callback in gc.callbacks
     assert gc.get_freeze_count() == 0 and watch._callback not in gc.callbacks
     assert any(o is module for o in gc.get_objects())

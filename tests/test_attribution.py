@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 import torch
@@ -102,7 +103,11 @@ def test_attribution_api_and_page(client):
 
     iid = client.post("/api/images", files={"file": ("a.jpg", make_photo(), "image/jpeg")}).json()["id"]
     for method in attr.METHODS:
-        j = client.get(f"/api/images/{iid}/attribution", params={"model": "cifarnet", "method": method}).json()
+        r = client.get(f"/api/images/{iid}/attribution", params={"model": "cifarnet", "method": method})
+        if r.status_code == 202:  # occlusion runs as a job: the same request answers the map once it is done
+            _wait(client, r.headers["location"])
+            r = client.get(f"/api/images/{iid}/attribution", params={"model": "cifarnet", "method": method})
+        j = r.json()
         assert j["shape"] == [32, 32] and j["method"] == method and 0 <= j["target"] < 10
         png = client.get(f"/api/images/{iid}/attribution",
                          params={"model": "cifarnet", "method": method, "format": "png"})
@@ -116,7 +121,7 @@ def test_attribution_api_and_page(client):
 
 def test_a_page_and_its_picture_compute_the_map_once(client, monkeypatch):
     """The attribution page asks for the map's numbers, then the browser for its picture: one run."""
-    import app.featvis_service as fs
+    import app.features.attribution.service as fs
     from conftest import make_photo
 
     calls = []
@@ -128,18 +133,79 @@ def test_a_page_and_its_picture_compute_the_map_once(client, monkeypatch):
 
     monkeypatch.setattr(fs, "attribution_map", counted)
     iid = client.post("/api/images", files={"file": ("o.jpg", make_photo(seed=9), "image/jpeg")}).json()["id"]
-    page = client.get(f"/images/{iid}/attribution", params={"model": "lenet", "method": "occlusion"},
+    page = client.get(f"/images/{iid}/attribution", params={"model": "lenet", "method": "saliency"},
                       headers={"HX-Request": "true"})
     src = re.search(r'src="([^"]+)"', page.text).group(1).replace("&amp;", "&")
     png = client.get(src)
-    assert png.status_code == 200 and png.headers["content-type"] == "image/png" and calls == ["occlusion"]
-    kept = client.get(f"/api/images/{iid}/attribution", params={"model": "lenet", "method": "occlusion"}).json()
-    assert calls == ["occlusion"]  # the page's request named no class: kept under the top class it resolved to
-    lm = client.app.state.engine.zoo.get("lenet")
-    fresh = real(client.app.state.engine, lm, client.app.state.engine.image(iid), "occlusion", None, None, 8, 4, 0.0,
-                 16, 0.15)
+    assert png.status_code == 200 and png.headers["content-type"] == "image/png" and calls == ["saliency"]
+    kept = client.get(f"/api/images/{iid}/attribution", params={"model": "lenet", "method": "saliency"}).json()
+    assert calls == ["saliency"]  # the page's request named no class: kept under the top class it resolved to
+    engine = client.app.state.services.engine
+    lm = engine.zoo.get("lenet")
+    fresh = real(engine, lm, engine.image(iid), "saliency", None, None, 8, 4, 0.0, 16, 0.15)
     torch.testing.assert_close(torch.tensor(kept["values"]), fresh.values, rtol=1e-5, atol=1e-6)
     assert client.get("/api/stats").json()["attributions_kept"] == 2  # one map, under "no class named" and its class
     assert client.delete(f"/api/images/{iid}").status_code == 204
     assert client.get("/api/stats").json()["attributions_kept"] == 0  # deleting the photo drops its kept maps
     assert client.get(src).status_code == 404
+
+
+def _wait(client, job_url: str) -> dict:
+    for _ in range(1200):
+        j = client.get(job_url).json()
+        if j["state"] not in ("queued", "running"):
+            return j
+        time.sleep(0.02)
+    raise AssertionError(j)
+
+
+def test_occlusion_runs_as_a_job_on_a_copy_and_its_map_is_kept(client):
+    """Occlusion costs one pass per window position: it runs as a job (202 + Location), reports its passes,
+    and its map equals the core's computation on the photo; the page shows the job, then the map."""
+    from conftest import make_photo
+
+    iid = client.post("/api/images", files={"file": ("o.jpg", make_photo(seed=9), "image/jpeg")}).json()["id"]
+    q = {"model": "lenet", "method": "occlusion", "window": 8, "stride": 4}
+    r = client.get(f"/api/images/{iid}/attribution", params=q)
+    assert r.status_code == 202 and r.headers["location"].startswith("/api/jobs/") and r.json()["job"]["kind"] == "occlusion"
+    assert r.json()["job"]["total"] == len(attr.occlusion_boxes(32, 32, 8, 4)) == 49
+    page = client.get(f"/images/{iid}/attribution", params={"model": "lenet", "method": "occlusion"},
+                      headers={"HX-Request": "true"})
+    assert 'data-kind="occlusion"' in page.text and "<progress" in page.text or 'data-state="done"' in page.text
+    job = _wait(client, r.headers["location"])
+    assert job["state"] == "done" and job["done"] == job["total"] == 49
+    got = client.get(job["result_url"]).json()
+    engine = client.app.state.services.engine
+    lm = engine.zoo.get("lenet")
+    x = lm.spec.preprocess.tensor(engine.picture(engine.image(iid)))
+    with torch.inference_mode():
+        want = attr.occlusion(lm.private_copy(), x, got["target"], window=8, stride=4)
+    torch.testing.assert_close(torch.tensor(got["values"]), want.values, rtol=1e-5, atol=1e-6)
+    page = client.get(f"/images/{iid}/attribution", params={"model": "lenet", "method": "occlusion"},
+                      headers={"HX-Request": "true"})
+    src = re.search(r'src="([^"]+)"', page.text).group(1).replace("&amp;", "&")
+    assert client.get(src).headers["content-type"] == "image/png"
+
+
+def test_occlusion_over_its_pass_budget_is_refused_before_it_starts(tmp_path, zoo):
+    """A 1x1 window moved by 1 pixel: one pass per pixel. Over the budget: 422 too_costly, naming the
+    smallest stride that fits, and no job is started; a running occlusion can be cancelled."""
+    from fastapi.testclient import TestClient
+
+    from app.config import Settings
+    from app.main import create_app
+    from conftest import make_photo
+
+    s = Settings(data_dir=tmp_path, models_dir=tmp_path / "none", torchvision_models=[], default_model="lenet",
+                 max_occlusion_passes=64, torch_threads=1)
+    with TestClient(create_app(s, zoo=zoo)) as c:
+        iid = c.post("/api/images", files={"file": ("o.jpg", make_photo(seed=3), "image/jpeg")}).json()["id"]
+        r = c.get(f"/api/images/{iid}/attribution", params={"method": "occlusion", "window": 1, "stride": 1})
+        assert r.status_code == 422 and r.json()["code"] == "too_costly", r.text
+        assert "1,024 forward passes" in r.json()["detail"] and "stride=5" in r.json()["detail"]
+        assert len(attr.occlusion_boxes(32, 32, 1, 5)) <= 64 < len(attr.occlusion_boxes(32, 32, 1, 4))
+        assert c.get("/api/jobs").json()["jobs"] == []
+        r = c.get(f"/api/images/{iid}/attribution", params={"method": "occlusion", "window": 1, "stride": 5})
+        job_url = r.headers["location"]
+        c.delete(job_url)
+        assert _wait(c, job_url)["state"] in ("cancelled", "done")

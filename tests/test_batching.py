@@ -16,9 +16,9 @@ from torch import nn
 from app.config import Settings
 from app.core.inference import analyze
 from app.core.zoo import ModelSpec, Zoo
+from app.features.analysis.service import Engine
 from app.main import create_app
-from app.services import Engine
-from app.store import Store
+from app.store.database import Store
 from conftest import CIFAR_CLASSES, CIFAR_PRE, make_photo
 
 
@@ -87,12 +87,12 @@ def test_overload_gets_503_with_retry_after_and_the_server_recovers(tmp_path: Pa
     async def go() -> tuple[list[httpx.Response], httpx.Response]:
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as c:
                 ids = []
                 for i in range(6):
                     r = await c.post("/api/images", files={"file": (f"{i}.jpg", make_photo(seed=i), "image/jpeg")})
                     ids.append(r.json()["id"])
-                engine = app.state.engine
+                engine = app.state.services.engine
                 engine.predict_batcher.max_batch = 1  # one image per forward: the queue must overflow
                 rs = await asyncio.gather(*(c.get(f"/api/images/{i}/predictions") for i in ids))
                 await asyncio.sleep(0.5)
@@ -157,8 +157,8 @@ def _first_batch_held(op: Callable[[float], float]) -> tuple[Callable[[torch.Ten
 def test_continuous_batching_runs_a_lone_request_alone_and_merges_the_queue():
     """A request that finds a free slot runs by itself at once; those that queue behind a busy slot
     become one batch; a queued request whose deadline passes gets Overloaded and is never computed."""
-    from app.batching import MicroBatcher
-    from app.gate import Gate, Overloaded
+    from app.runtime.batching import MicroBatcher
+    from app.runtime.gate import Gate, Overloaded
 
     fn, release, sizes = _first_batch_held(lambda v: v * 2)
 
@@ -217,8 +217,8 @@ def test_batches_of_one_model_run_side_by_side_and_share_the_threads():
     """With two slots, the requests that queue while a batch computes go at once, as one batch, into
     the free slot (passes of one model may run together: the hooks see only their own thread); a
     lone batch gets every intra-op thread (on the lead thread), two batches running together one each."""
-    from app.batching import MicroBatcher
-    from app.gate import Gate
+    from app.runtime.batching import MicroBatcher
+    from app.runtime.gate import Gate
 
     release = threading.Event()
     sizes: list[int] = []
@@ -252,7 +252,7 @@ def test_batches_of_one_model_run_side_by_side_and_share_the_threads():
 
     assert run_async(go) == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
     assert sizes == [1, 5] and threads == [2, 1]
-    # only the process's lead thread opens OpenMP teams (app.compute); the other batch ran on a worker
+    # only the process's lead thread opens OpenMP teams (app.runtime.compute); the other batch ran on a worker
     assert names[0].startswith("convscope-lead") and not names[1].startswith("convscope-lead")
 
 
@@ -296,7 +296,8 @@ def test_the_gil_switch_interval_is_set_while_serving_and_restored_after(tmp_pat
 
 
 def test_blocking_calls_run_in_the_apps_worker_threads_and_raise_there():
-    from app.blocking import install_executor, run_blocking
+    from app.runtime.blocking import run_blocking
+    from app.runtime.compute import install_executor
 
     def boom() -> None:
         raise ValueError("bad photo")
@@ -395,7 +396,7 @@ def test_model_lock_passes_share_it_and_a_change_waits_for_them():
 def test_a_damaged_stored_upload_is_never_decoded_into_use(tmp_path: Path, zoo: Zoo, size: tuple[int, int]):
     """The stored PNG's checksum is checked on every read from disk (beside the decoding for large
     files): one flipped byte raises StoreError and the picture is not kept."""
-    from app.store import StoreError
+    from app.store.database import StoreError
 
     store = Store(tmp_path)
     engine = Engine(Settings(data_dir=tmp_path), zoo, store)
@@ -411,8 +412,8 @@ def test_a_damaged_stored_upload_is_never_decoded_into_use(tmp_path: Path, zoo: 
 
 
 def test_inputs_and_then_are_made_in_the_batch_thread_and_a_failure_fails_only_its_request():
-    from app.batching import MicroBatcher
-    from app.gate import Gate
+    from app.runtime.batching import MicroBatcher
+    from app.runtime.gate import Gate
 
     computed_in: list[int] = []
 

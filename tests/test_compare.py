@@ -12,8 +12,8 @@ from fastapi.testclient import TestClient
 from safetensors.torch import save_file
 
 from app.config import Settings
+from app.core.snapshots import list_snapshots, normalize_snapshot
 from app.main import create_app
-from app.snapshots import list_snapshots, normalize_snapshot
 from conftest import make_photo, random_spec
 
 EPOCHS = (0, 1, 3)
@@ -60,7 +60,7 @@ def test_snapshots_api_and_variants(client: TestClient) -> None:
     assert client.get("/api/models/nope/snapshots").status_code == 404
     # a snapshot is a read-only variant: loaded fp16 -> float32, not listed among the served models
     assert "lenet@epoch-000" not in [m["name"] for m in client.get("/api/models").json()]
-    lm = client.app.state.engine.zoo.get("lenet@epoch-001")  # type: ignore[attr-defined]
+    lm = client.app.state.services.engine.zoo.get("lenet@epoch-001")  # type: ignore[attr-defined]
     assert all(p.dtype == torch.float32 for p in lm.module.parameters())
     expected = random_spec("lenet", 101).load().state_dict()["conv1.weight"].half().float()
     assert torch.equal(lm.module.state_dict()["conv1.weight"], expected)

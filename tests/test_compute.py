@@ -8,8 +8,9 @@ import threading
 import torch
 from test_batching import run_async  # its own thread: the session's Playwright keeps a loop in this one
 
-from app import compute
-from app.blocking import install_executor, run_blocking
+from app.runtime import compute
+from app.runtime.blocking import run_blocking
+from app.runtime.compute import install_executor
 
 
 def _where() -> tuple[str, int]:

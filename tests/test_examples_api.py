@@ -12,7 +12,6 @@ from fastapi.testclient import TestClient
 from test_examples_resume import tiny_imagefolder
 
 from app.config import Settings
-from app.indexing import get_service
 from app.main import create_app
 from conftest import make_photo
 
@@ -34,7 +33,7 @@ def ex_client(tmp_path: Path, zoo, tiny: Path) -> Iterator[TestClient]:
 
 
 def svc(c: TestClient):
-    return get_service(c.app.state, c.app.state.engine)  # type: ignore[attr-defined]
+    return c.app.state.services.examples  # type: ignore[attr-defined]
 
 
 def wait(c: TestClient, job_id: str, timeout: float = 60) -> dict:
@@ -60,11 +59,11 @@ def test_missing_building_ready(ex_client: TestClient) -> None:
     assert body["cli"].startswith("convscope index") and body["post"]["model"] == "lenet"
 
     s = svc(c)
-    s.jobs.batch_size, s.jobs.throttle_s = 8, 0.3  # slow enough to be seen running
+    s.batch_size, s.throttle_s = 8, 0.3  # slow enough to be seen running
     r = c.post("/api/indexes", json={"model": "lenet", "dataset": "default", "split": "test"})
     assert r.status_code == 202, r.text
     job = r.json()
-    assert r.headers["location"] == f"/api/indexes/{job['id']}"
+    assert r.headers["location"] == f"/api/jobs/{job['id']}" and job["kind"] == "index"
     r = c.get(EX)
     assert r.status_code == 409, r.text
     assert r.json()["code"] == "index_building" and r.json()["job"]["id"] == job["id"]
@@ -76,7 +75,7 @@ def test_missing_building_ready(ex_client: TestClient) -> None:
     assert page.status_code == 200 and 'hx-trigger="every 1s"' in page.text and "<html" not in page.text
     part = c.get("/models/lenet/layers/conv2/channels/3/examples", headers={"HX-Request": "true"})
     assert 'data-state="building"' in part.text and "<progress" in part.text
-    s.jobs.throttle_s = 0.0
+    s.throttle_s = 0.0
     done = wait(c, job["id"])
     assert done["state"] == "done" and done["done"] == done["total"] == 48
 
@@ -140,7 +139,7 @@ def test_missing_page_offers_a_build_and_form_starts_it(ex_client: TestClient) -
     assert "convscope index --model cifarnet" in part.text and 'action="/indexes"' in part.text
     r = c.post("/indexes", data={"model": "cifarnet", "dataset": "default", "split": "test", "limit": "16"},
                follow_redirects=False)
-    assert r.status_code == 303 and r.headers["location"].startswith("/indexes/")
+    assert r.status_code == 303 and r.headers["location"].startswith("/jobs/")
     job_id = r.headers["location"].rsplit("/", 1)[-1]
     assert wait(c, job_id)["state"] == "done"
     r = c.get("/api/models/cifarnet/layers/block3.conv2/channels/7/examples", params={"limit": 16})
@@ -163,14 +162,13 @@ def test_gallery_index_updates_as_uploads_arrive(ex_client: TestClient) -> None:
     assert all(e["label"] is None and len(e["ref"]) == 16 for e in r.json()["examples"])
     new = c.post("/api/images", files={"file": ("p9.jpg", make_photo(seed=9), "image/jpeg")}).json()["id"]
     c.get(EX, params=q)  # serves the old index and starts the update
-    job = svc(c).jobs.running() or next(iter(reversed(svc(c).jobs.jobs.values())))
+    job = svc(c).running() or svc(c).builds()[0]
     assert wait(c, job.id)["state"] == "done"
     assert job.done == 4 and job.resumed_from == 3  # incremental: only the new photo went through the model
-    # the upload hook (app.indexing.notify_upload) does the same without waiting for a reader
-    from app.indexing import notify_upload
+    # the upload hook (app.features.examples.service.ExamplesService.notify_upload) does the same without waiting for a reader
 
     c.post("/api/images", files={"file": ("p10.jpg", make_photo(seed=10), "image/jpeg")})
-    started = notify_upload(c.app.state, c.app.state.engine) or svc(c).jobs.running()  # type: ignore[attr-defined]
+    started = c.app.state.services.examples.notify_upload() or svc(c).running()  # type: ignore[attr-defined]
     if started is not None:
         wait(c, started.id)
     assert c.get(EX, params=q).json()["index"]["images"] == 5

@@ -18,7 +18,7 @@ def test_build_page_then_permalink_and_tabs(live_server: str, page) -> None:
     page.select_option("#ix-model", "lenet")
     page.select_option("#ix-dataset", "gallery")
     page.click("form.build button[type=submit]")
-    page.wait_for_url("**/indexes/*")
+    page.wait_for_url("**/jobs/*")
     page.wait_for_selector('section.job[data-state="done"]', timeout=60_000)  # htmx polls every second
     page.goto(f"{live_server}/models/lenet/layers/conv2/channels/3?dataset=gallery")
     page.wait_for_selector("section.examples[data-mode='crop'] .example-grid img")

@@ -12,7 +12,7 @@ from PIL import Image
 
 from app.core.data import open_dataset
 from app.core.zoo import Preprocess
-from app.indexing import _Decoded, dataset_identity, open_source
+from app.features.examples.sources import _Decoded, dataset_identity, open_source
 
 CIFAR = Preprocess(resize=32, crop=32, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
 BIG = Preprocess(resize=64, crop=56, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))

@@ -15,8 +15,8 @@ from PIL import Image
 
 from app.config import ROOT
 from app.core.examples import ExamplesIndex
-from app.indexing import IndexStore
-from app.store import Store
+from app.features.examples.index_store import IndexStore
+from app.store.database import Store
 
 
 def tiny_imagefolder(root: Path, n: int = 200, classes: tuple[str, ...] = ("cat", "dog", "frog", "ship")) -> Path:

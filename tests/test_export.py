@@ -25,7 +25,7 @@ def test_export_zip_contents(client: TestClient) -> None:
     names = z.namelist()
     for n in ("manifest.json", "photo.png", "input.png", "predictions.json", "stats.json", "filters.png"):
         assert n in names, n
-    lm = client.app.state.engine.zoo.get("cifarnet")  # type: ignore[attr-defined]
+    lm = client.app.state.services.engine.zoo.get("cifarnet")  # type: ignore[attr-defined]
     grids = [n for n in names if n.startswith("layers/")]
     assert len(grids) == min(60, len(lm.layers))
     assert Image.open(io.BytesIO(z.read("input.png"))).size == (32, 32)

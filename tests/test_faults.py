@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -18,31 +17,17 @@ from pathlib import Path
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from helpers import serve
 from PIL import Image
 
 from app.config import ROOT, Settings
 from app.main import create_app
-from app.store import StoreError
+from app.store.database import StoreError
 from conftest import _free_port, make_photo
 
 
 def start_server(tmp: Path, port: int) -> subprocess.Popen:
-    models = tmp / "models"
-    if not models.exists():
-        shutil.copytree(ROOT / "models" / "lenet", models / "lenet")
-    env = {**os.environ, "CONVSCOPE_DATA_DIR": str(tmp / "data"), "CONVSCOPE_MODELS_DIR": str(models),
-           "CONVSCOPE_SERVE_EFFICIENTNET": "false", "CONVSCOPE_DEFAULT_MODEL": "lenet", "CONVSCOPE_TORCH_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--port", str(port)], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.time() + 90
-    while time.time() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    proc.kill()
-    raise RuntimeError("server did not start: " + proc.stderr.read().decode()[-2000:])
+    return serve(tmp, port)
 
 
 def test_sigkill_during_uploads_loses_no_acknowledged_upload(tmp_path: Path):
@@ -99,7 +84,7 @@ def test_sigterm_finishes_the_request_in_flight(tmp_path: Path):
             b"Content-Type: image/png\r\n\r\n")
     body = head + data + b"\r\n--zz--\r\n"
     with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
-        sock.sendall(b"POST /api/images HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=zz\r\n"
+        sock.sendall(b"POST /api/images HTTP/1.1\r\nHost: localhost\r\nContent-Type: multipart/form-data; boundary=zz\r\n"
                      b"Content-Length: %d\r\n\r\n" % len(body))
         sock.sendall(body[: len(body) // 2])
         time.sleep(0.5)
@@ -122,7 +107,7 @@ def test_damaged_store_is_reported_at_start(tmp_path: Path):
 
 def test_uploads_are_flushed_to_disk_redrawable_pngs_are_not_and_a_damaged_entry_is_recomputed(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    from app.store import Store
+    from app.store.database import Store
 
     flushed: list[int] = []
     real_fsync = os.fsync
@@ -145,10 +130,10 @@ def test_uploads_are_flushed_to_disk_redrawable_pngs_are_not_and_a_damaged_entry
 def test_serve_sets_a_short_openmp_spin_before_torch_loads_unless_told_otherwise():
     """``convscope serve`` shortens libgomp's spin (read once, when torch loads it): torch must not be
     imported by then, and an explicit GOMP_SPINCOUNT / OMP_WAIT_POLICY is kept."""
-    code = ("import os, sys; from app import cli; seen = {}; real = cli._short_openmp_spin\n"
+    code = ("import os, sys; from app.cli import main as cli, serve as cmd; seen = {}; real = cli.short_openmp_spin\n"
             "def spy(): seen['torch'] = 'torch' in sys.modules; real()\n"
             "def serve(a): seen['env'] = os.environ.get('GOMP_SPINCOUNT'); return 0\n"
-            "cli._short_openmp_spin, cli._cmd_serve = spy, serve\n"
+            "cli.short_openmp_spin, cmd.run = spy, serve\n"
             "cli.main(['serve']); print(seen['torch'], seen['env'])")
     env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True)

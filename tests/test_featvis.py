@@ -13,9 +13,10 @@ from fastapi.testclient import TestClient
 from app.config import Settings
 from app.core import featvis as fv
 from app.core.zoo import Zoo
-from app.featvis_service import FeatVisService, make_objective
-from app.services import Engine
-from app.store import Store
+from app.features.analysis.service import Engine
+from app.features.featvis.service import FeatVisService, make_objective
+from app.jobs import JobQueue
+from app.store.database import Store
 
 
 def _render(lm, obj, **kw):
@@ -98,20 +99,20 @@ def test_diversity_term_makes_images_differ(zoo: Zoo):
 
 def test_cancel_stops_within_one_step_and_caches_nothing(tmp_path, zoo: Zoo):
     engine = Engine(Settings(data_dir=tmp_path), zoo, Store(tmp_path))
-    svc = FeatVisService(engine)
+    svc = FeatVisService(engine, JobQueue(engine.gate))
     lm = zoo.get("cifarnet")
     obj = make_objective(lm, "channel", "block3.conv2", 0)
     s = svc.settings_for(lm, steps=2000)
     job = svc.start(lm, obj, s)
-    while job.step < 4:
+    while job.done < 4:
         time.sleep(0.01)
     svc.jobs.cancel(job.id)
-    at_cancel = job.step
+    at_cancel = job.done
     deadline = time.time() + 20
     while job.active and time.time() < deadline:
         time.sleep(0.01)
-    assert job.status == "cancelled"
-    assert job.step - at_cancel <= 4 + 1, "stopped within one step (progress is reported every 4 steps)"
+    assert job.state == "cancelled"
+    assert job.done - at_cancel <= 4 + 1, "stopped within one step (progress is reported every 4 steps)"
     assert svc.cached(lm, obj, s) is None
     assert all(len(m._forward_hooks) == 0 for m in lm.module.modules())
     assert threading.active_count() < 50
@@ -120,7 +121,7 @@ def test_cancel_stops_within_one_step_and_caches_nothing(tmp_path, zoo: Zoo):
 def _wait_job(client: TestClient, job_url: str) -> dict:
     for _ in range(600):
         j = client.get(job_url).json()
-        if j["status"] not in ("queued", "running"):
+        if j["state"] not in ("queued", "running"):
             return j
         time.sleep(0.05)
     raise AssertionError("the job did not end")
@@ -133,10 +134,10 @@ def test_featvis_api_job_then_cached_png(client: TestClient):
     job_url = r.headers["location"]
     for _ in range(300):
         j = client.get(job_url).json()
-        if j["status"] not in ("queued", "running"):
+        if j["state"] not in ("queued", "running"):
             break
         time.sleep(0.05)
-    assert j["status"] == "done" and j["step"] == 16
+    assert j["state"] == "done" and j["done"] == 16
     done = client.get(base, params={"steps": 16}).json()
     assert done["status"] == "done" and done["history"][-1] > done["history"][0] and len(done["history"]) == 16
     png = client.get(base, params={"steps": 16, "format": "png"})
@@ -151,7 +152,7 @@ def test_featvis_api_job_then_cached_png(client: TestClient):
 
 
 def test_cli_renders_and_caches(tmp_path, monkeypatch):
-    from app.cli import main as cli
+    from app.cli.main import main as cli
 
     monkeypatch.setenv("CONVSCOPE_DATA_DIR", str(tmp_path / "data"))
     out = tmp_path / "png"
@@ -263,8 +264,8 @@ def test_finished_job_panel_reloads_its_own_page_and_swaps_in_place_elsewhere(cl
 def test_layer_gallery_lists_rendered_pictures_and_links_the_rest(client: TestClient, zoo: Zoo):
     """/models/{model}/featvis (the lecture's fourth method links there): a layer's channels, the
     rendered ones (default settings, as the CLI's --all makes them) with their picture."""
-    svc = FeatVisService(client.app.state.engine)
-    client.app.state.featvis = svc
+    svc = FeatVisService(client.app.state.services.engine, client.app.state.services.jobs)
+    client.app.state.services.featvis = svc
     lm = zoo.get("lenet")
     for c in (1, 4):
         svc.run(lm, make_objective(lm, "channel", "conv1", c), svc.settings_for(lm))
@@ -301,11 +302,11 @@ def test_layer_gallery_lists_rendered_pictures_and_links_the_rest(client: TestCl
 def test_feature_visualization_page_speaks_spanish(client: TestClient):
     """Title, help and objective names follow the page's language (Spanish nouns keep their gender)."""
     es = client.get("/models/lenet/layers/conv1/channels/1/featvis", params={"steps": 4, "lang": "es"}).text
-    assert "Visualización de características: conv1, canal 1" in es and "para excitar este canal al máximo" in es
+    assert "Visualización de características: conv1, canal 1" in es and "para activar este canal al máximo" in es
     assert ">neurona</option>" in es and ">capa entera</option>" in es and ">channel</option>" not in es
     neuron = client.get("/models/lenet/layers/conv1/channels/1/featvis",
                         params={"steps": 4, "lang": "es", "objective": "neuron"}).text
-    assert "conv1, canal 1 en (14, 14)" in neuron and "excitar esta neurona" in neuron
+    assert "conv1, canal 1 en (14, 14)" in neuron and "activar esta neurona" in neuron
     en = client.get("/models/lenet/layers/fc3/channels/2/featvis", params={"steps": 4, "objective": "unit"}).text
     assert "Feature visualization: fc3 unit 2" in en and "to excite this unit as much" in en
 
@@ -313,14 +314,14 @@ def test_feature_visualization_page_speaks_spanish(client: TestClient):
 def test_rendering_a_whole_layer_from_the_gallery(client: TestClient, zoo: Zoo, monkeypatch):
     """The gallery's 'render the missing' (JSON and HTML faces): one background job renders the
     pictures not there yet, counting pictures; a layer too large for the browser is sent to the CLI."""
-    svc = FeatVisService(client.app.state.engine)
-    client.app.state.featvis = svc
+    svc = FeatVisService(client.app.state.services.engine, client.app.state.services.jobs)
+    client.app.state.services.featvis = svc
     lm = zoo.get("lenet")
     svc.run(lm, make_objective(lm, "channel", "conv1", 3), svc.settings_for(lm))
     r = client.post("/api/models/lenet/featvis", params={"layer": "conv1"})
     assert r.status_code == 202 and r.json()["job"]["kind"] == "featvis-many" and r.json()["job"]["total"] == 7
     j = _wait_job(client, r.headers["location"])
-    assert j["status"] == "done" and j["step"] == 7
+    assert j["state"] == "done" and j["done"] == 7
     g = client.get("/api/models/lenet/featvis", params={"layer": "conv1"}).json()
     assert g["rendered"] == 8 and all(i["rendered"] for i in g["items"])
     # the same pictures as one page's job makes (the CLI and the gallery agree on the settings)
@@ -339,9 +340,9 @@ def test_rendering_a_whole_layer_from_the_gallery(client: TestClient, zoo: Zoo, 
     job_id = re.search(r"job=([0-9a-f]+)", plain.headers["location"]).group(1)
     assert f'id="job-{job_id}"' in client.get(plain.headers["location"]).text  # the gallery shows its progress
     client.post(f"/jobs/{job_id}/cancel")
-    assert _wait_job(client, f"/api/jobs/{job_id}")["status"] == "cancelled"
+    assert _wait_job(client, f"/api/jobs/{job_id}")["state"] == "cancelled"
     # too many for the browser: a clear 422 naming the command line
-    monkeypatch.setattr("app.routes.featvis._render_limit", lambda lm: 4)
+    monkeypatch.setattr("app.features.featvis.gallery._render_limit", lambda lm: 4)
     big = client.post("/api/models/lenet/featvis", params={"layer": "fc3"})
     assert big.status_code == 422
     detail = big.json()["detail"]
@@ -351,16 +352,16 @@ def test_rendering_a_whole_layer_from_the_gallery(client: TestClient, zoo: Zoo, 
 
 
 def test_a_cancelled_layer_job_keeps_the_pictures_made(client: TestClient, zoo: Zoo):
-    svc = FeatVisService(client.app.state.engine)
-    client.app.state.featvis = svc
+    svc = FeatVisService(client.app.state.services.engine, client.app.state.services.jobs)
+    client.app.state.services.featvis = svc
     r = client.post("/api/models/lenet/featvis", params={"layer": "fc3"})
     job_url = r.headers["location"]
     for _ in range(600):
-        if client.get(job_url).json()["step"] >= 2:
+        if client.get(job_url).json()["done"] >= 2:
             break
         time.sleep(0.02)
     client.post(f"/jobs/{job_url.rsplit('/', 1)[1]}/cancel")
     j = _wait_job(client, job_url)
-    assert j["status"] == "cancelled" and 2 <= j["step"] < 120
+    assert j["state"] == "cancelled" and 2 <= j["done"] < 120
     g = client.get("/api/models/lenet/featvis", params={"layer": "fc3"}).json()
-    assert g["rendered"] == j["step"]  # every finished picture kept, no partial one
+    assert g["rendered"] == j["done"]  # every finished picture kept, no partial one

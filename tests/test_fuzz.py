@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from schemathesis import checks
 
 from app.config import Settings
-from app.core.imaging import ImageError, decode_image
+from app.core.decode import ImageError, decode_image
 from app.core.zoo import Zoo
 from app.main import create_app
 from conftest import make_photo

@@ -157,7 +157,7 @@ def test_chunked_oversized_upload_is_cut_off_while_streaming(settings: Settings,
     sent = 0
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-            sock.sendall(b"POST /api/images HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+            sock.sendall(b"POST /api/images HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n"
                          b"Content-Type: multipart/form-data; boundary=zzz\r\n\r\n")
             head = (b'--zzz\r\nContent-Disposition: form-data; name="file"; filename="a.jpg"\r\n'
                     b"Content-Type: image/jpeg\r\n\r\n")

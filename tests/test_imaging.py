@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from app.core import imaging
-from app.core.imaging import ImageError, decode_image
+from app.core.decode import ImageError, decode_image
 from conftest import make_photo
 
 LIMITS = {"max_pixels": 40_000_000, "max_side": 12_000}

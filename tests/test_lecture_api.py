@@ -217,13 +217,13 @@ def test_history_restore_gets_the_whole_page(client) -> None:  # type: ignore[no
 
 SPANISH = {
     "/lecture": ["Redes convolucionales", "Teclado"],
-    "/lecture/1": ["Primera capa totalmente conectada", "19,200·H"],
-    "/lecture/2": ["Paso 1 de 36", "salida[0][0]", "= 107"],
+    "/lecture/1": ["Primera capa totalmente conectada", "19.200·H"],
+    "/lecture/2": ["Posición 1 de 36", "salida[0][0]", "= 107"],
     "/lecture/3": ["Bordes verticales", "Salida del filtro"],
     "/lecture/4": ["Entrada, canal R", "un mapa 2D por filtro"],
-    "/lecture/5": ["Las diapositivas muestran 6", "máx(7, 2, 6, 3)"],
+    "/lecture/5": ["Las diapositivas muestran 6", "máx(7; 2; 6; 3)"],
     "/lecture/6": ["sin parámetros", "filtros"],
-    "/lecture/7": ["La red de la clase", "Fórmula", "62,958"],
+    "/lecture/7": ["La red de la clase", "Fórmula", "62.958"],
     "/lecture/8": ["Los filtros de la primera capa", "Visualización de características"],
 }
 
@@ -256,6 +256,7 @@ def test_every_message_key_has_english_and_spanish() -> None:
     # every core error code has both languages, with the same placeholders
     for code in L.MESSAGES:
         en, es = catalog[f"lec.err.{code}"]
+        assert en == L.MESSAGES[code], code  # the catalog's English is the core's own template
         assert set(re.findall(r"{(\w+)", en)) == set(re.findall(r"{(\w+)", es)), code
 
 

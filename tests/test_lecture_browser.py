@@ -98,7 +98,7 @@ def test_language_switch_help_and_fullscreen(live_server, page) -> None:  # type
     page.keyboard.press("l")
     page.wait_for_url(re.compile(r"lang=es"))
     _ready(page)
-    assert "Pooling y upsampling" in page.locator("h1").inner_text()
+    assert "Pooling y ampliación (upsampling)" in page.locator("h1").inner_text()
     assert "Las diapositivas muestran 6" in page.locator("p.note").inner_text()
     assert page.evaluate("document.documentElement.lang") == "es"
     page.keyboard.press("ArrowRight")  # the language is kept while moving on

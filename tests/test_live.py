@@ -8,7 +8,8 @@ import time
 
 from fastapi.testclient import TestClient
 
-from app.live import LiveConfig, process_frame
+from app.core.decode import decode_image
+from app.features.live.service import LiveConfig, process_frame
 from conftest import make_photo
 
 
@@ -22,7 +23,8 @@ def _recv(ws, kind: str, limit: int = 20) -> dict:  # type: ignore[no-untyped-de
 
 def test_process_frame_predicts_and_draws(zoo) -> None:  # type: ignore[no-untyped-def]
     lm = zoo.get("cifarnet")
-    r = process_frame(LiveConfig(lm, lm.first_conv), make_photo(320, 240, seed=4))
+    r = process_frame(LiveConfig(lm, lm.first_conv), decode_image(make_photo(320, 240, seed=4), max_pixels=10**7,
+                                                                  max_side=4000))
     assert r["width"] == 320 and r["height"] == 240
     assert len(r["predictions"]) == 5 and abs(sum(p["probability"] for p in r["predictions"])) <= 1.0001
     assert str(r["grid"]).startswith("data:image/png;base64,")
@@ -52,7 +54,7 @@ def test_socket_result_config_and_freeze(client: TestClient) -> None:
 
 def test_latest_frame_wins(client: TestClient, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """While one frame is processed, older pending frames are replaced by newer ones, not queued."""
-    import app.routes.live as live
+    import app.features.live.socket as live
 
     started = threading.Event()
 
@@ -103,3 +105,30 @@ def test_live_page(client: TestClient) -> None:
     assert 'src="/static/js/live.js"' in r.text and 'value="conv2" selected' in r.text
     assert "<script>" not in r.text and "style=" not in r.text
     assert client.get("/live?layer=nope").status_code == 404
+
+
+def test_frames_are_checked_before_a_slot_and_sockets_are_capped(client: TestClient) -> None:
+    """A hostile frame is refused by the decode budget (not the model), and one client may hold only a few
+    live views open at once."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from hostile_files import rle_bmp
+
+    with client.websocket_connect("/ws/live?model=lenet") as ws:
+        _recv(ws, "config")
+        ws.send_bytes(rle_bmp(2000, 2000))
+        err = _recv(ws, "error")
+        assert err["code"] in ("too_costly", "too_many_pixels") and err["seq"] == 1
+        ws.send_bytes(make_photo(64, 48, seed=1))
+        assert _recv(ws, "result")["seq"] == 2  # the socket keeps serving
+    per = client.app.state.services.live_sockets.per_client  # type: ignore[attr-defined]
+    from contextlib import ExitStack
+
+    with ExitStack() as stack:
+        socks = [stack.enter_context(client.websocket_connect("/ws/live?model=lenet")) for _ in range(per)]
+        for s in socks:
+            _recv(s, "config")
+        with client.websocket_connect("/ws/live?model=lenet") as extra:
+            assert _recv(extra, "error")["code"] == "too_many_sockets"

@@ -10,9 +10,9 @@ from fastapi.testclient import TestClient
 from PIL import ExifTags, Image
 
 from app.config import Settings
+from app.features.privacy.service import cleanup_engine, cleanup_store, expired
 from app.main import create_app
-from app.privacy import cleanup_engine, cleanup_store, expired
-from app.store import Store
+from app.store.database import Store
 from conftest import make_photo
 
 
@@ -60,7 +60,7 @@ def test_delete_button_and_api_remove_everything(client: TestClient, settings: S
     for i in ids:  # derived results: cached grids, analyses, predictions
         assert client.get(f"/api/images/{i}/activations/conv1?model=lenet&format=png").status_code == 200
         assert client.get(f"/api/images/{i}/predictions?model=cifarnet").status_code == 200
-    store = client.app.state.engine.store  # type: ignore[attr-defined]
+    store = client.app.state.services.engine.store  # type: ignore[attr-defined]
     page = client.get(f"/images/{ids[0]}?model=lenet").text
     assert f'action="/images/{ids[0]}/delete"' in page and 'method="post"' in page
     r = client.post(f"/images/{ids[0]}/delete", follow_redirects=False)
@@ -68,7 +68,7 @@ def test_delete_button_and_api_remove_everything(client: TestClient, settings: S
     assert client.get(f"/api/images/{ids[0]}").status_code == 404
     assert client.get(f"/images/{ids[0]}").status_code == 404
     assert _cache_rows(store, ids[0]) == 0 and _cache_rows(store, ids[1]) > 0
-    engine = client.app.state.engine  # type: ignore[attr-defined]
+    engine = client.app.state.services.engine  # type: ignore[attr-defined]
     assert not any(k[1] == ids[0] for k in engine._probs)
     assert client.delete(f"/api/images/{ids[1]}").status_code == 204
     assert _cache_rows(store, ids[1]) == 0 and store.count_images() == 0
@@ -87,7 +87,7 @@ def _age(store: Store, image_id: str, hours: float) -> None:
 
 
 def test_retention_deletes_old_uploads_only(client: TestClient) -> None:
-    engine = client.app.state.engine  # type: ignore[attr-defined]
+    engine = client.app.state.services.engine  # type: ignore[attr-defined]
     ids = [client.post("/api/images", files={"file": (f"{i}.jpg", make_photo(seed=30 + i), "image/jpeg")}).json()["id"]
            for i in range(3)]
     for i in ids:
@@ -110,7 +110,7 @@ def test_retention_task_runs_at_startup(tmp_path: Path, zoo) -> None:  # type: i
     with TestClient(create_app(s.model_copy(update={"retention_hours": 0}), zoo=zoo)) as c:
         old = c.post("/api/images", files={"file": ("o.jpg", make_photo(seed=40), "image/jpeg")}).json()["id"]
         new = c.post("/api/images", files={"file": ("n.jpg", make_photo(seed=41), "image/jpeg")}).json()["id"]
-        _age(c.app.state.engine.store, old, 2)  # type: ignore[attr-defined]
+        _age(c.app.state.services.engine.store, old, 2)  # type: ignore[attr-defined]
     with TestClient(create_app(s, zoo=zoo)) as c:
         deadline = time.time() + 10
         while c.get(f"/api/images/{old}").status_code != 404:
@@ -120,7 +120,7 @@ def test_retention_task_runs_at_startup(tmp_path: Path, zoo) -> None:  # type: i
 
 
 def test_cleanup_cli(tmp_path: Path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
-    from app.cli import main
+    from app.cli.main import main
 
     data = tmp_path / "data"
     store = Store(data)
@@ -159,7 +159,7 @@ def test_an_upload_deleted_by_another_process_is_a_404_not_a_500(client: TestCli
     other = Store(settings.data_dir)  # a second connection, as the cleanup CLI opens
     assert other.delete_image(i)
     other.close()
-    client.app.state.engine.forget(i)  # type: ignore[attr-defined]  # (the picture it kept from the upload)
+    client.app.state.services.engine.forget(i)  # type: ignore[attr-defined]  # (the picture it kept from the upload)
     r = client.get(f"/api/images/{i}/predictions?model=lenet")
     assert r.status_code == 404 and i in r.json()["detail"]
     assert client.get(f"/api/images/{i}").status_code == 404

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from safetensors.torch import load_file
 
-from app.cli import main as cli
+from app.cli.main import main as cli
 from app.core.data import open_dataset
 from conftest import make_photo
 
@@ -58,7 +58,7 @@ def test_whitening_filters_decorrelate_patches():
     import torch
     import torch.nn.functional as F
 
-    from app.train import whitening_filters
+    from app.features.models.train import whitening_filters
 
     gen = torch.Generator().manual_seed(0)
     x = F.avg_pool2d(torch.randn(64, 3, 20, 20, generator=gen), 3, 1, 1) + 0.3 * torch.randn(64, 1, 20, 20, generator=gen)
@@ -76,7 +76,7 @@ def test_whitening_filters_decorrelate_patches():
 def test_alternating_flip_shows_each_image_both_ways():
     import torch
 
-    from app.train import flip_plan
+    from app.features.models.train import flip_plan
 
     base = torch.rand(1000, generator=torch.Generator().manual_seed(1)) < 0.5
     e0, e1, e2 = flip_plan(0, base), flip_plan(1, base), flip_plan(2, base)
@@ -88,7 +88,7 @@ def test_cifarnet_recipe_resumes_to_the_same_weights(tiny_zip: Path, tmp_path: P
     the shipped weights are the EMA's, which differ from the last trained ones."""
     import torch
 
-    from app.train import RECIPES, train
+    from app.features.models.train import RECIPES, train
 
     r = RECIPES["cifarnet"]
     assert r.whiten_stem and r.alternating_flip and r.ema_decay > 0

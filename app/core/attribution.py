@@ -14,7 +14,7 @@ hooks); hooks are removed and the module's train/eval flag is restored afterward
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -93,32 +93,46 @@ def gradcam(model: nn.Module, x: torch.Tensor, target: int, layer: str) -> Attri
     return AttributionMap("gradcam", target, cam[0, 0], {"layer": layer})
 
 
-@torch.no_grad()
-def occlusion(model: nn.Module, x: torch.Tensor, target: int, *, window: int = 8, stride: int = 4,
-              fill: float = 0.0, batch: int | None = None) -> AttributionMap:
-    """Drop of the class score when a window x window patch is set to ``fill``, averaged per pixel.
+class Stopped(Exception):
+    """Raised when a long attribution was asked to stop (a cancelled job)."""
 
-    The occluded copies run ``batch`` at a time; by default as many as keep a batch within 2**18
-    input pixels (64 at 32x32, 5 at 224x224): larger batches of large inputs are slower per image
-    on a CPU (efficientnet-lite0, 169 windows on 2 cores: 8.4 s at 64 a batch, 2.0 s at 4)."""
+
+def occlusion_boxes(h: int, w: int, window: int, stride: int) -> list[tuple[int, int]]:
+    """The top-left corners of the occluding windows (the last row and column touch the far edges);
+    their number is the number of forward passes occlusion costs."""
     if window < 1 or stride < 1:
         raise ValueError("window and stride must be at least 1")
+    ys = list(range(0, max(1, h - window) + 1, stride))
+    xs = list(range(0, max(1, w - window) + 1, stride))
+    if ys[-1] + window < h:
+        ys.append(h - window)
+    if xs[-1] + window < w:
+        xs.append(w - window)
+    return [(y, xx) for y in ys for xx in xs]
+
+
+@torch.no_grad()
+def occlusion(model: nn.Module, x: torch.Tensor, target: int, *, window: int = 8, stride: int = 4,
+              fill: float = 0.0, batch: int | None = None, progress: Callable[[int, int], None] | None = None,
+              should_stop: Callable[[], bool] | None = None) -> AttributionMap:
+    """Drop of the class score when a window x window patch is set to ``fill``, averaged per pixel.
+
+    The occluded copies run ``batch`` at a time; by default as many as keep a batch within 2**18 input
+    pixels (64 at 32x32, 5 at 224x224): larger batches of large inputs are slower per image on a CPU.
+    ``progress(done, total)`` is called after each batch; ``should_stop()`` is read before each batch and
+    stops the work (:class:`Stopped`)."""
     was_training = model.training
     model.eval()
     try:
         _, c, h, w = x.shape
         batch = batch or max(1, min(64, (1 << 18) // (h * w)))
+        boxes = occlusion_boxes(h, w, window, stride)
         base = float(model(x)[0, target])
-        ys = list(range(0, max(1, h - window) + 1, stride))
-        xs = list(range(0, max(1, w - window) + 1, stride))
-        if ys[-1] + window < h:
-            ys.append(h - window)
-        if xs[-1] + window < w:
-            xs.append(w - window)
-        boxes = [(y, xx) for y in ys for xx in xs]
         total = torch.zeros(h, w)
         count = torch.zeros(h, w)
         for i in range(0, len(boxes), batch):
+            if should_stop is not None and should_stop():
+                raise Stopped("occlusion was stopped")
             chunk = boxes[i:i + batch]
             xb = x.repeat(len(chunk), 1, 1, 1)
             for j, (y, xx) in enumerate(chunk):
@@ -127,6 +141,8 @@ def occlusion(model: nn.Module, x: torch.Tensor, target: int, *, window: int = 8
             for j, (y, xx) in enumerate(chunk):
                 total[y:y + window, xx:xx + window] += base - float(scores[j])
                 count[y:y + window, xx:xx + window] += 1
+            if progress is not None:
+                progress(i + len(chunk), len(boxes))
     finally:
         model.train(was_training)
     return AttributionMap("occlusion", target, total / count.clamp(min=1),

@@ -21,7 +21,7 @@ every image, the merge only involves the images and channels that beat the curre
 (nothing at all when none does), and the position of the maximum (``argmax``, the slow part) is
 computed only for the entries that actually enter the top-k.
 
-Nothing here knows about files, HTTP or data loaders (see :mod:`app.indexing`).
+Nothing here knows about files, HTTP or data loaders (see :mod:`app.features.examples.build`).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Images in and out: safe decoding of uploads, colormaps, mosaics and PNG encoding.
+"""Images out: colormaps, mosaics and PNG encoding (decoding untrusted uploads is :mod:`app.core.decode`).
 
 This is the only module that turns tensors into picture bytes. Colormap: viridis (perceptually
 uniform, readable by people with the common colour-vision deficiencies and in greyscale), evaluated
@@ -7,19 +7,15 @@ with a published 6th-order polynomial fit, so no plotting library is needed.
 
 from __future__ import annotations
 
+import base64
 import io
 import math
 import struct
-import warnings
 import zlib
-from dataclasses import dataclass
 
 import numpy as np
 import torch
-from PIL import Image, ImageFile, ImageOps
-
-ImageFile.LOAD_TRUNCATED_IMAGES = False
-ACCEPTED_FORMATS = {"JPEG": "JPEG", "MPO": "JPEG", "PNG": "PNG", "WEBP": "WebP", "BMP": "BMP", "GIF": "GIF"}
+from PIL import Image
 
 _VIRIDIS = np.array([
     [0.2777273272234177, 0.005407344544966578, 0.3340998053353061],
@@ -52,100 +48,6 @@ VIRIDIS_PALETTE = np.vstack([VIRIDIS_LUT[np.round(np.linspace(0, 255, VIRIDIS_ST
 _PALETTE_BYTES = VIRIDIS_PALETTE.tobytes()
 
 
-class ImageError(ValueError):
-    """An upload that cannot be used; ``code`` names the problem, the message says what to do."""
-
-    def __init__(self, code: str, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.code = code
-        self.status = status
-
-
-@dataclass(frozen=True)
-class DecodedImage:
-    """A decoded upload: upright RGB pixels plus what was found in the file."""
-
-    image: Image.Image
-    format: str
-    original_size: tuple[int, int]
-    frames: int
-
-
-def decode_image(data: bytes, *, max_pixels: int, max_side: int) -> DecodedImage:
-    """Decode untrusted bytes into an upright RGB image, or raise :class:`ImageError`.
-
-    Checks the declared size before decoding pixels (decompression bombs), decodes fully (truncated
-    files fail here, not later), applies the EXIF orientation, keeps the first frame of an animation,
-    flattens alpha on white and maps CMYK, 16-bit, palette and 1-bit images to 8-bit RGB.
-    """
-    if not data:
-        raise ImageError("empty", "The file is empty (0 bytes). Choose a photo file and upload it again.")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            im = Image.open(io.BytesIO(data))
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageError("too_many_pixels", f"The image declares more than {max_pixels:,} pixels. "
-                         "Resize it and upload it again.", 413) from None
-    except Exception:  # Pillow raises many types for garbage
-        raise ImageError("not_an_image", "This file is not an image we can read. Upload a JPEG, PNG, "
-                         "WebP, BMP or GIF file.", 415) from None
-    fmt = ACCEPTED_FORMATS.get(im.format or "")
-    if fmt is None:
-        raise ImageError("unsupported_format", f"{im.format} images are not accepted. Upload a JPEG, PNG, "
-                         "WebP, BMP or GIF file.", 415)
-    w, h = im.size
-    if w < 1 or h < 1:
-        raise ImageError("not_an_image", "The image has no pixels. Upload another file.", 415)
-    if w > max_side or h > max_side or w * h > max_pixels:
-        raise ImageError("too_many_pixels", f"The image is {w}x{h} pixels; the limit is {max_side} pixels a side "
-                         f"and {max_pixels:,} pixels in all. Resize it and upload it again.", 413)
-    frames = int(getattr(im, "n_frames", 1) or 1)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            im.seek(0)
-            im.load()
-            im = ImageOps.exif_transpose(im) or im
-            rgb = to_rgb(im)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageError("too_many_pixels", "The image is too large to decode. Resize it and upload it again.",
-                         413) from None
-    except (OSError, SyntaxError, ValueError, EOFError, struct.error):
-        raise ImageError("truncated", "The image file is damaged or incomplete (truncated). "
-                         "Save or export it again and upload the new file.") from None
-    return DecodedImage(image=rgb, format=fmt, original_size=(w, h), frames=frames)
-
-
-def to_rgb(im: Image.Image) -> Image.Image:
-    """Any Pillow mode -> 8-bit RGB; transparency is flattened on white, 16-bit is rescaled."""
-    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
-        a = np.asarray(im, dtype=np.float64)
-        top = 65535.0 if im.mode.startswith("I;16") else max(1.0, float(a.max()))
-        g = Image.fromarray(np.clip(a / top * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
-        return g.convert("RGB")
-    if im.mode == "F":
-        a = np.asarray(im, dtype=np.float64)
-        lo, hi = float(a.min()), float(a.max())
-        g = (a - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(a)
-        return Image.fromarray(g.astype(np.uint8), "L").convert("RGB")
-    if im.mode == "P" and "transparency" in im.info:
-        im = im.convert("RGBA")
-    if im.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        rgba = im.convert("RGBA")
-        bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(bg, rgba).convert("RGB")
-    return im.convert("RGB")
-
-
-def limit_side(im: Image.Image, side: int) -> Image.Image:
-    """Scale an image down (never up) so that its longer side is at most ``side``."""
-    if max(im.size) <= side:
-        return im
-    s = side / max(im.size)
-    return im.resize((max(1, round(im.width * s)), max(1, round(im.height * s))), Image.Resampling.LANCZOS)
-
-
 def png_bytes(im: Image.Image, compress_level: int = 1) -> bytes:
     """Encode as PNG with no metadata.
 
@@ -162,6 +64,11 @@ def png_bytes(im: Image.Image, compress_level: int = 1) -> bytes:
 
 
 _PNG_COLOR_TYPES = {"L": 0, "RGB": 2, "RGBA": 6}
+
+
+def png_data_uri(png: bytes) -> str:
+    """PNG bytes as a ``data:image/png;base64,...`` URI (inline in a page or a JSON answer)."""
+    return "data:image/png;base64," + base64.b64encode(png).decode()
 
 
 def stored_png(im: Image.Image) -> bytes:

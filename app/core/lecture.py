@@ -16,7 +16,7 @@ Conventions (the same as ``torch.nn.functional``):
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal
@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from app.core import imaging
+from app.core.decode import limit_side
 from app.core.probe import summarize
 
 Number = int | float
@@ -580,11 +580,13 @@ class CnnShapes:
 CNN_CONV1_FILTERS, CNN_CONV2_FILTERS, CNN_CLASSES = 3, 5, 10
 
 
-def cnn_shapes(n: int, f1: int = 3, f2: int = 3, m: int = 100) -> CnnShapes:
+def cnn_shapes(n: int, f1: int = 3, f2: int = 3, m: int = 100, *,
+               num: Callable[[int], str] = "{:,}".format) -> CnnShapes:
     """Shapes and parameters of the lecture's end-to-end CNN for an n×n×1 input.
 
     'Same' padding ``p = (f − 1)/2`` keeps n×n (needs odd f); pooling 2×2, stride 2 gives ⌊n/2⌋;
     conv2 keeps it; fc1 sees ``⌊n/2⌋²·5`` inputs: ``(⌊n/2⌋²·5 + 1)·M`` parameters; out ``(M + 1)·10``.
+    ``num`` writes the large numbers of the formulas (``12,500``; a page passes its language's).
     """
     _check_int(n, "input size n", 2, MAX_CNN_N)
     for name, f in (("f1", f1), ("f2", f2)):
@@ -602,8 +604,8 @@ def cnn_shapes(n: int, f1: int = 3, f2: int = 3, m: int = 100) -> CnnShapes:
         CnnLayer("pool1", "pool", (h, h, k1), 0, "0", None, 2, 0, 2),
         CnnLayer("conv2", "conv", (h, h, k2), (f2 * f2 * k1 + 1) * k2, f"({f2}·{f2}·{k1} + 1)·{k2}", k2, f2, p2, 1),
         CnnLayer("flatten", "flatten", (flat,), 0, "0"),
-        CnnLayer("fc1", "linear", (m,), (flat + 1) * m, f"{flat:,}·{m:,} + {m:,}"),
-        CnnLayer("out", "linear", (CNN_CLASSES,), (m + 1) * CNN_CLASSES, f"{m:,}·{CNN_CLASSES} + {CNN_CLASSES}"),
+        CnnLayer("fc1", "linear", (m,), (flat + 1) * m, f"{num(flat)}·{num(m)} + {num(m)}"),
+        CnnLayer("out", "linear", (CNN_CLASSES,), (m + 1) * CNN_CLASSES, f"{num(m)}·{CNN_CLASSES} + {CNN_CLASSES}"),
     )
     return CnnShapes(n=n, f1=f1, f2=f2, m=m, layers=layers)
 
@@ -783,7 +785,7 @@ class FilteredPhoto:
 
 def grey_array(photo: Image.Image, max_side: int = 384) -> np.ndarray:
     """Luma (ITU-R 601, Pillow's ``L``) of a photo scaled down to ``max_side``, as float32 in [0, 1]."""
-    im = imaging.limit_side(photo.convert("RGB"), max_side).convert("L")
+    im = limit_side(photo.convert("RGB"), max_side).convert("L")
     return np.asarray(im, dtype=np.float32) / 255.0
 
 

@@ -11,6 +11,17 @@
     var video = $("live-video"), canvas = $("live-canvas"), ctx = canvas.getContext("2d");
     var startBtn = $("live-start"), pauseBtn = $("live-pause");
     var i18n = $("live-i18n");
+    // Spanish (and any non-English) pages: numbers as the page's locale writes them, CIFAR-10 class names
+    // translated; an English page keeps its own formats (no data-locale).
+    var locale = i18n.getAttribute("data-locale");
+    var classes = JSON.parse(i18n.getAttribute("data-classes") || "{}");
+    var pctFmt = locale ? new Intl.NumberFormat(locale, { style: "percent", minimumFractionDigits: 1, maximumFractionDigits: 1 }) : null;
+    var oneFmt = locale ? new Intl.NumberFormat(locale, { minimumFractionDigits: 1, maximumFractionDigits: 1 }) : null;
+    var numFmt = locale ? new Intl.NumberFormat(locale, { maximumSignificantDigits: 4 }) : null;
+    function label(s) { return classes[s] || s; }
+    function pct(p) { return pctFmt ? pctFmt.format(p) : (100 * p).toFixed(1) + " %"; }
+    function num(v) { return numFmt ? numFmt.format(v).replace("-", "\u2212") : String(v); }
+    function text(name, fallback) { return i18n.getAttribute(name) || fallback; }
     var ws = null, stream = null, paused = false, sent = 0, capturing = false, lastSend = 0;
     var sentAt = {}, latencies = [], shownTimes = [], shown = 0;
 
@@ -53,33 +64,34 @@
       shown += 1; shownTimes.push(now);
       while (shownTimes.length && now - shownTimes[0] > 2000) shownTimes.shift();
       var span = shownTimes.length > 1 ? (shownTimes[shownTimes.length - 1] - shownTimes[0]) / 1000 : 0;
-      $("live-fps").textContent = span > 0 ? ((shownTimes.length - 1) / span).toFixed(1) : "–";
+      $("live-fps").textContent = span > 0 ? (oneFmt ? oneFmt.format((shownTimes.length - 1) / span) : ((shownTimes.length - 1) / span).toFixed(1)) : "–";
       $("live-latency").textContent = Math.round(median(latencies)) + " ms";
       $("live-count").textContent = String(shown);
       $("live-dropped").textContent = String(m.dropped || 0);
       var ol = $("live-predictions"); ol.textContent = "";
       m.predictions.forEach(function (p) {
         var li = document.createElement("li"), lab = document.createElement("span"), met = document.createElement("meter"),
-            pct = document.createElement("span");
-        lab.className = "label"; lab.textContent = p.label;
-        met.min = 0; met.max = 1; met.value = p.probability; met.textContent = (100 * p.probability).toFixed(1) + " %";
-        met.setAttribute("aria-label", p.label);
-        pct.className = "pct"; pct.textContent = (100 * p.probability).toFixed(1) + " %";
-        li.appendChild(lab); li.appendChild(met); li.appendChild(pct); ol.appendChild(li);
+            pc = document.createElement("span");
+        lab.className = "label"; lab.textContent = label(p.label);
+        met.min = 0; met.max = 1; met.value = p.probability; met.textContent = pct(p.probability);
+        met.setAttribute("aria-label", label(p.label));
+        pc.className = "pct"; pc.textContent = pct(p.probability);
+        li.appendChild(lab); li.appendChild(met); li.appendChild(pc); ol.appendChild(li);
       });
       var img = $("live-grid");
       img.src = m.grid;
-      var top = m.top_channels.slice(0, 3).map(function (c) { return c.channel + " (" + c.max + ")"; }).join(", ");
-      img.alt = m.layer + ": " + m.channels_shown + " / " + m.shape[0] + " channels; strongest " + top;
+      var top = m.top_channels.slice(0, 3).map(function (c) { return c.channel + " (" + num(c.max) + ")"; }).join(locale ? "; " : ", ");
+      img.alt = text("data-grid-text", "{layer}: {shown} / {n} channels; strongest {top}").replace("{layer}", m.layer)
+        .replace("{shown}", m.channels_shown).replace("{n}", m.shape[0]).replace("{top}", top);
       $("live-layer-name").textContent = m.layer;
       var tb = $("live-top-body"); tb.textContent = "";
       m.top_channels.forEach(function (c) {
         var tr = document.createElement("tr");
-        [c.channel, c.max, c.mean].forEach(function (v) { var td = document.createElement("td"); td.textContent = String(v); tr.appendChild(td); });
+        [String(c.channel), num(c.max), num(c.mean)].forEach(function (v) { var td = document.createElement("td"); td.textContent = v; tr.appendChild(td); });
         tb.appendChild(tr);
       });
       document.body.setAttribute("data-live-frames", String(shown));
-      document.body.setAttribute("data-live-top", m.predictions.length ? m.predictions[0].label : "");
+      document.body.setAttribute("data-live-top", m.predictions.length ? m.predictions[0].label : "");  // the API's name
     }
 
     function showFrozen(m) {
@@ -103,11 +115,11 @@
         else if (m.type === "config") { status("● " + m.model + " · " + m.layer); }
         else if (m.type === "error") { status(m.detail); if (m.seq) { delete sentAt[m.seq]; pump(); } }
       };
-      ws.onclose = function () { if (stream) status("WebSocket closed"); };
+      ws.onclose = function () { if (stream) status(text("data-closed", "WebSocket closed")); };
     }
 
     startBtn.addEventListener("click", function () {
-      if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) { status("getUserMedia is not available"); return; }
+      if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) { status(text("data-no-camera", "getUserMedia is not available")); return; }
       navigator.mediaDevices.getUserMedia({ video: { width: W, height: H }, audio: false }).then(function (s) {
         stream = s; video.srcObject = s;
         return video.play();

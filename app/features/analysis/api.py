@@ -1,0 +1,80 @@
+"""JSON (and raw array / PNG) faces of a photo's analysis: predictions, every layer's stats, one layer's activation."""
+
+from __future__ import annotations
+
+import functools
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Path, Query
+from fastapi.responses import Response
+
+from app.core.inference import Overview, channel_stats, top_k
+from app.core.zoo import LoadedModel
+from app.deps import EngineDep
+from app.features.analysis.schemas import ActivationOut, AnalysisOut, PredictionsOut
+from app.features.analysis.service import check_channel, npy_bytes
+from app.http.responses import ERRORS, ImageId, ModelQ, fast_json
+from app.runtime.blocking import run_blocking
+from app.store.database import ImageRecord
+
+router = APIRouter(prefix="/api", tags=["api"])
+
+
+@router.get("/images/{image_id}/predictions", response_model=PredictionsOut, responses=ERRORS,
+            summary="Top-k labels and probabilities")
+async def get_predictions(engine: EngineDep, image_id: ImageId, model: ModelQ = None,
+                          k: Annotated[int, Query(ge=1, le=1000)] = 5) -> Response:
+    rec = engine.image(image_id)
+    lm = engine.pick(model)
+    probs = await engine.predictions(lm, rec)
+    # the shape of PredictionsOut, written directly (no second validation of our own output)
+    return fast_json({"image": rec.id, "model": lm.name,
+                      "predictions": [vars(p) for p in top_k(probs, lm.spec.categories, k)]})
+
+
+def _analysis_response(lm: LoadedModel, rec: ImageRecord, ov: Overview, *, k: int) -> Response:
+    layers = [{"name": li.name, "type": li.type, "shape": list(li.output_shape), "min": ov.stats[li.name][0],
+               "max": ov.stats[li.name][1], "mean": ov.stats[li.name][2]} for li in lm.layers]
+    return fast_json({"image": rec.id, "model": lm.name, "layers": layers,
+                      "predictions": [vars(p) for p in ov.top(lm.spec.categories, k)]})
+
+
+@router.get("/images/{image_id}/analysis", response_model=AnalysisOut, responses=ERRORS,
+            summary="Predictions plus every layer's shape and per-channel min/max/mean")
+async def get_analysis(engine: EngineDep, image_id: ImageId, model: ModelQ = None,
+                       k: Annotated[int, Query(ge=1, le=1000)] = 5) -> Response:
+    rec = engine.image(image_id)
+    lm = engine.pick(model)
+    # JSON of a large model's stats takes milliseconds (efficientnet-lite0: 1.7 MB): off the loop,
+    # in the thread that computes the overview
+    _, response = await engine.overview_then(lm, rec, functools.partial(_analysis_response, lm, rec, k=k))
+    return response
+
+
+@router.get("/images/{image_id}/activations/{layer}", response_model=ActivationOut,
+            responses={**ERRORS, 200: {"content": {"image/png": {}, "application/x-npy": {}}}},
+            summary="One layer's activation: JSON values, raw .npy array, or a PNG grid")
+async def get_activation(engine: EngineDep, image_id: ImageId, layer: Annotated[str, Path(max_length=200)],
+                         model: ModelQ = None, format: Literal["json", "npy", "png"] = "json",
+                         channel: Annotated[int | None, Query(ge=0, le=100_000)] = None) -> Response:
+    rec = engine.image(image_id)
+    lm = engine.pick(model)
+    lm.layer(layer)
+    if format == "png":
+        data = await run_blocking(engine.cached_activation_png, lm, rec, layer, channel)
+        if data is None:  # the forward pass (batched) outside the slot that draws the PNG
+            act = await engine.layer_activation_async(lm, rec, layer)
+            data = await engine.gate.run(engine.activation_png, lm, rec, layer, channel, act)
+        return Response(data, media_type="image/png")
+    act = await engine.layer_activation_async(lm, rec, layer)
+    if channel is not None:
+        check_channel(channel, act.shape[0])
+        act = act[channel]
+    if format == "npy":
+        fname = f"{rec.id}-{lm.name}-{layer}.npy"
+        return Response(npy_bytes(act), media_type="application/x-npy",
+                        headers={"Content-Disposition": f'attachment; filename="{fname}"'})
+    s = channel_stats(act if channel is None else act[None])
+    return fast_json({"image": rec.id, "model": lm.name, "layer": layer, "shape": list(act.shape),
+                      "dtype": str(act.dtype).removeprefix("torch."), "min": s.min, "max": s.max, "mean": s.mean,
+                      "values": act.numpy()})

@@ -1,0 +1,71 @@
+"""JSON and PNG faces of attribution maps: saliency, SmoothGrad, Grad-CAM and occlusion for one prediction.
+
+Occlusion runs as a job: the first request answers 202 with the job (``Location``: /api/jobs/{id}); once it is
+done the same request answers the map."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Path, Query
+from fastapi.responses import Response
+
+from app.core.attribution import AttributionMap
+from app.core.zoo import LoadedModel
+from app.deps import AttributionDep, EngineDep
+from app.features.analysis.service import Engine
+from app.features.attribution.service import AttributionService, overlay_png
+from app.features.jobs.service import accepted
+from app.http.responses import ERRORS, PNG, fast_json
+from app.jobs import Job
+from app.runtime.blocking import run_blocking
+from app.store.database import ImageRecord
+
+router = APIRouter(prefix="/api", tags=["attribution"])
+Method = Literal["saliency", "smoothgrad", "gradcam", "occlusion"]
+
+
+async def attribution_of(engine: Engine, svc: AttributionService, image_id: str, model: str | None, method: str,
+                         target: int | None, layer: str | None, window: int, stride: int, fill: float, n: int,
+                         sigma: float, *, page_url: str | None = None
+                         ) -> tuple[ImageRecord, LoadedModel, AttributionMap | Job]:
+    """The map when it is kept or cheap (computed in the inference gate), else the occlusion job making it."""
+    rec = engine.image(image_id)
+    lm = engine.pick(model)
+    args = (lm, rec, method, target, layer, window, stride, fill, n, sigma)
+    amap = svc.kept(*args)  # the page's picture, right after its numbers: no second run
+    if amap is not None:
+        return rec, lm, amap
+    if method == "occlusion":
+        query = urlencode({k: v for k, v in {"model": lm.name, "method": method, "target": target, "window": window,
+                                              "stride": stride, "fill": fill}.items() if v is not None})
+        return rec, lm, svc.start_occlusion(lm, rec, target, window, stride, fill,
+                                            result_url=f"/api/images/{rec.id}/attribution?{query}",
+                                            page_url=page_url or f"/images/{rec.id}/attribution?{query}")
+    return rec, lm, await engine.gate.run(svc.map, *args)
+
+
+@router.get("/images/{image_id}/attribution", responses={
+    **ERRORS, 200: PNG, 202: {"description": "occlusion is being computed: poll the job in Location"},
+    422: {"description": "invalid parameter, or an occlusion over the pass budget (code too_costly)"}},
+    summary="Attribution map for one prediction: saliency, SmoothGrad, Grad-CAM or occlusion (JSON or PNG overlay)")
+async def get_attribution(engine: EngineDep, svc: AttributionDep, image_id: Annotated[str, Path(max_length=64)],
+                          model: Annotated[str | None, Query(max_length=64)] = None, method: Method = "gradcam",
+                          target: Annotated[int | None, Query(ge=0, le=100_000)] = None,
+                          layer: Annotated[str | None, Query(max_length=200)] = None,
+                          window: Annotated[int, Query(ge=1, le=512)] = 8, stride: Annotated[int, Query(ge=1, le=512)] = 4,
+                          fill: Annotated[float, Query(ge=-10, le=10)] = 0.0,
+                          n: Annotated[int, Query(ge=1, le=64)] = 16, sigma: Annotated[float, Query(ge=0, le=1)] = 0.15,
+                          format: Literal["json", "png"] = "json") -> Response:
+    rec, lm, amap = await attribution_of(engine, svc, image_id, model, method, target, layer, window, stride, fill,
+                                         n, sigma)
+    if isinstance(amap, Job):
+        return accepted(amap)
+    if format == "png":
+        return Response(await run_blocking(overlay_png, engine, lm, rec, amap), media_type="image/png",
+                        headers={"Cache-Control": "private, max-age=3600"})
+    v = amap.values
+    return fast_json({"image": rec.id, "model": lm.name, "method": amap.method, "target": amap.target,
+                      "label": lm.spec.categories[amap.target], "settings": amap.settings, "shape": list(v.shape),
+                      "min": float(v.min()), "max": float(v.max()), "values": v.float().numpy()})

@@ -1,0 +1,350 @@
+"""ExamplesService: what the examples routes use (finding indexes, starting builds as jobs, crops,
+receptive-field sizes), and the errors it answers with.
+
+The web server runs builds in one background lane of the job queue (one build at a time); requests
+never wait for one. A gallery index is refreshed in the background when photos are uploaded.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import shlex
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from PIL import Image
+
+from app.core import imaging
+from app.core.data import CIFAR10_ALIAS, ImageDataset
+from app.core.examples import ExamplesIndex
+from app.core.receptive import LayerField, receptive_fields
+from app.core.zoo import LoadedModel, UnknownModelError, discover, load_model
+from app.errors import AppError, BadParameterError
+from app.features.examples.build import DEFAULT_K, Progress, build, index_layers
+from app.features.examples.draw import render_crop
+from app.features.examples.index_store import IndexStore, Manifest, index_key
+from app.features.examples.sources import GALLERY, GalleryDataset, IndexBuildError, open_source
+from app.jobs import Job, JobQueue
+
+if TYPE_CHECKING:
+    from app.features.analysis.service import Engine
+
+log = logging.getLogger("convscope.indexing")
+
+
+# --------------------------------------------------------------------------- errors and helpers
+
+
+class BusyError(AppError):
+    """Another build is running (one at a time)."""
+
+    status, code = 409, "busy"
+
+    def __init__(self, job: Job) -> None:
+        super().__init__(f"a build is already running ({job.params['model']} on {job.params['dataset']}, "
+                         f"{job.done}/{job.total} images); follow it at /api/jobs/{job.id}",
+                         extra={"job": job.public()}, headers={"Retry-After": "5"})
+        self.job = job
+
+
+def load_one_model(name: str, settings: Any) -> LoadedModel:
+    """Load only the named model (the CLI does not need the whole zoo)."""
+    specs = discover(settings.models_dir, settings.torchvision_models, effnet=name == "efficientnet-lite0")
+    for s in specs:
+        if s.name == name:
+            return load_model(s)
+    raise UnknownModelError(name, [s.name for s in specs] + ([] if name == "efficientnet-lite0"
+                                                             else ["efficientnet-lite0"]))
+
+
+def describe_missing(model: str) -> str:
+    """How to build a missing index (CLI and API)."""
+    return (f"No examples index for model {model!r} yet. Build one with "
+            f"`convscope index --model {model} --data PATH --split test` (PATH: an ImageFolder directory or zip), "
+            f"or POST /api/indexes {{\"model\": \"{model}\", \"dataset\": \"default\"}} "
+            f"(or start it on the page /indexes).")
+
+
+class IndexMissingError(AppError, LookupError):
+    """No index for the request; the message says how to build one."""
+
+    status, code = 404, "index_missing"
+
+    @classmethod
+    def for_model(cls, model: str) -> IndexMissingError:
+        """No index at all for ``model``: the answer names the command and the request that build one."""
+        return cls(describe_missing(model), extra={
+            "cli": f"convscope index --model {shlex.quote(model)} --data PATH --split test",
+            "post": {"model": model, "dataset": "default", "split": "test"}})
+
+
+class IndexBuildingError(AppError, LookupError):
+    """No index yet, but one is being built."""
+
+    status, code = 409, "index_building"
+
+    def __init__(self, job: Job) -> None:
+        super().__init__(f"the examples index of {job.params['model']} is being built: {job.done}/{job.total} images; "
+                         f"retry when it is done (progress: GET /api/jobs/{job.id})",
+                         extra={"job": job.public()}, headers={"Retry-After": "2"})
+        self.job = job
+
+
+class UnknownUnitError(AppError):
+    """A channel (or unit) the layer does not have."""
+
+    status, code = 404, "unknown_channel"
+
+
+def check_unit(lm: LoadedModel, layer: str, channel: int) -> None:
+    """404 for a channel the layer does not have (the message gives the valid range)."""
+    info = lm.layer(layer)
+    if len(info.output_shape) not in (1, 3):
+        raise BadParameterError(f"layer {layer!r} has output {info.output_shape}; examples exist for (C, H, W) "
+                                "and (F,) layers")
+    n = info.output_shape[0]
+    if not 0 <= channel < n:
+        what = "unit" if len(info.output_shape) == 1 else "channel"
+        raise UnknownUnitError(f"unknown {what} {channel} of layer {layer!r}: it has {what}s 0 to {n - 1}")
+
+
+@dataclass(frozen=True)
+class DatasetChoice:
+    """A data set the web server may index (clients name these, never paths)."""
+
+    name: str
+    spec: str
+    description: str
+
+    @property
+    def file(self) -> str:
+        """The data set's file or folder name (pages name it in their own words: messages ``ds.<name>``)."""
+        return self.spec.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
+
+
+# --------------------------------------------------------------------------- the service the routes use
+
+
+class ExamplesService:
+    """What the routes need: finding indexes, starting builds, cutting crops."""
+
+    def __init__(self, engine: Engine, jobs: JobQueue) -> None:
+        self.engine = engine
+        self.istore = IndexStore(engine.store)
+        self.jobs = jobs
+        self._readers: dict[str, ImageDataset] = {}
+        self._start_lock = threading.Lock()
+        self.throttle_s = 0.0  # pause after each batch of a build (seconds)
+        self.batch_size: int | None = None  # None: auto_batch_size
+        self.checkpoint_every = 30.0
+        self._fields: dict[tuple[str, str], dict[str, LayerField | None]] = {}  # receptive fields per model
+
+    # -- builds (jobs of kind "index", one at a time, in their own lane) -------------------------
+    def running(self) -> Job | None:
+        return self.jobs.running("index")
+
+    def builds(self) -> list[Job]:
+        """The index builds this server ran or runs, newest first."""
+        return self.jobs.list("index")
+
+    def active_for(self, model: str) -> Job | None:
+        j = self.running()
+        return j if j is not None and j.params["model"] == model else None
+
+    def start_build(self, lm: LoadedModel, spec: str, split: str = "test", limit: int | None = None, *,
+                    k: int = DEFAULT_K, workers: int = 0) -> Job:
+        """Start a build, or return the running one for the same index; :class:`BusyError` for another.
+
+        ``spec`` is a path (the caller checks that it may be used), ``cifar10`` or ``gallery``.
+        """
+        key = f"index:{lm.name}:{lm.weights_sha256}:{spec}:{split}:{limit}"
+        shown = spec if spec in (GALLERY, CIFAR10_ALIAS) else spec.replace("\\", "/").rsplit("/", 1)[-1]
+        with self._start_lock:
+            cur = self.running()
+            if cur is not None and cur.key != key:
+                raise BusyError(cur)
+            job = self.jobs.submit("index", key, functools.partial(self._build, lm=lm, spec=spec, k=k, workers=workers),
+                                   lane="index", params={"model": lm.name, "dataset": shown, "split": split,
+                                                         "limit": limit})
+        first = index_layers(lm)[0]
+        job.result_url = f"/api/models/{lm.name}/layers/{first}/channels/0/examples"
+        job.page_url = f"/models/{lm.name}/layers/{first}/examples"
+        return job
+
+    def _build(self, job: Job, *, lm: LoadedModel, spec: str, k: int, workers: int) -> None:
+        """The work of an index job (in the job queue's index lane)."""
+        p = job.params
+        job.message = "opening the data set"
+        source, ds = open_source(spec, p["split"], p["limit"], engine=self.engine,
+                                 cache_dir=Path(self.engine.settings.data_dir) / "datasets")
+        base = self._gallery_base(index_key(lm.name, lm.weights_sha256, source), ds) \
+            if isinstance(ds, GalleryDataset) else None
+        job.total = len(ds)
+        if job.total == 0:
+            raise IndexBuildError("the data set has no images" if spec != GALLERY
+                                  else "the gallery is empty: upload photos first")
+        job.message = "indexing"
+
+        def on_progress(pr: Progress) -> None:
+            job.progress(pr.done, pr.total)
+            job.resumed_from = pr.resumed_from
+
+        build(lm, source, ds, self.istore, k=k, batch_size=self.batch_size, workers=workers,
+              checkpoint_every=self.checkpoint_every, progress=on_progress, should_stop=lambda: job.cancel_requested,
+              throttle_s=lambda: self.throttle_s, base=base, mp_context="spawn")
+        job.message = "finished"
+
+    def _gallery_base(self, key: str, ds: GalleryDataset) -> ExamplesIndex | None:
+        """The existing gallery index when the current gallery only adds photos to it (incremental)."""
+        man = self.istore.manifest(key)
+        if man is None or man.gallery_ids != ds.ids[:len(man.gallery_ids)]:
+            return None
+        return self.istore.load(key)
+
+    # -- data sets ------------------------------------------------------------------------------
+    def datasets(self) -> list[DatasetChoice]:
+        out = []
+        path = self.engine.settings.dataset_path
+        if path:
+            out.append(DatasetChoice("default", str(path), f"the server's data set {Path(str(path)).name}"))
+        out.append(DatasetChoice(GALLERY, GALLERY, "the photos uploaded to this server (refreshed as uploads arrive)"))
+        out.append(DatasetChoice(CIFAR10_ALIAS, CIFAR10_ALIAS, "CIFAR-10 through torchvision's download "
+                                                               "(needs internet the first time)"))
+        return out
+
+    def dataset_spec(self, name: str) -> str:
+        for d in self.datasets():
+            if d.name == name:
+                return d.spec
+        raise BadParameterError(f"unknown data set {name!r}; choose one of: "
+                                + ", ".join(d.name for d in self.datasets())
+                                + ("" if self.engine.settings.dataset_path else
+                                   " ('default' needs the setting CONVSCOPE_DATASET_PATH)"))
+
+    def dataset_name(self, name: str | None) -> str | None:
+        """The manifest data set name a request means (``default`` -> the configured file's name)."""
+        if name == "default":
+            p = self.engine.settings.dataset_path
+            return Path(str(p)).name if p else "default"
+        return name
+
+    # -- finding an index -----------------------------------------------------------------------
+    def manifests(self, lm: LoadedModel) -> list[Manifest]:
+        return self.istore.manifests(lm.name, lm.weights_sha256)
+
+    def find(self, lm: LoadedModel, dataset: str | None = None, split: str | None = None,
+             limit: int | None = None) -> Manifest | None:
+        """The best matching index: the configured data set first, then whole over limited, test, newest."""
+        want = self.dataset_name(dataset)
+        default = self.dataset_name("default")
+        cands = [m for m in self.manifests(lm)
+                 if (want is None or m.dataset == want) and (split is None or m.split == split)
+                 and (limit is None or m.limit == limit)]
+        if not cands:
+            return None
+        return min(cands, key=lambda m: (m.dataset != default, m.dataset == GALLERY, m.limit is not None,
+                                         m.split != "test", -(m.count), -m.created))
+
+    def lookup(self, lm: LoadedModel, dataset: str | None = None, split: str | None = None,
+               limit: int | None = None) -> tuple[ExamplesIndex, Manifest]:
+        """The index to serve, or :class:`IndexBuildingError` / :class:`IndexMissingError`."""
+        man = self.find(lm, dataset, split, limit)
+        idx = self.istore.load(man.key) if man is not None else None
+        if man is None or idx is None:
+            job = self.active_for(lm.name)
+            if job is not None:
+                raise IndexBuildingError(job)
+            raise IndexMissingError.for_model(lm.name)
+        if man.source.get("kind") == GALLERY:
+            self.refresh_gallery(lm, man)
+        return idx, man
+
+    def refresh_gallery(self, lm: LoadedModel, man: Manifest) -> Job | None:
+        """Start an update of a gallery index when photos were uploaded (or deleted) since it was built."""
+        if self.running() is not None:
+            return None
+        n = self.engine.store.count_images()
+        if n == len(man.gallery_ids):
+            latest = self.engine.store.list_images(1)
+            if not latest or latest[0].id in man.gallery_ids:
+                return None
+        try:
+            return self.start_build(lm, GALLERY, "", man.limit)
+        except BusyError:
+            return None
+
+    def notify_upload(self) -> None:
+        """Call after a photo was stored: gallery indexes are brought up to date in the background."""
+        try:
+            self.refresh_galleries()
+        except Exception:  # never fail an upload because of an index
+            log.exception("gallery index refresh failed")
+
+    def refresh_galleries(self) -> Job | None:
+        """After an upload: update the (first stale) gallery index of a served model, if no build runs."""
+        for man in self.istore.manifests():
+            if man.source.get("kind") != GALLERY or man.model not in self.engine.zoo:
+                continue
+            lm = self.engine.zoo.get(man.model)
+            if lm.weights_sha256 == man.weights_sha256:
+                job = self.refresh_gallery(lm, man)
+                if job is not None:
+                    return job
+        return None
+
+    def start(self, lm: LoadedModel, dataset: str, split: str, limit: int | None, k: int = DEFAULT_K,
+              workers: int = 0) -> Job:
+        spec = self.dataset_spec(dataset)
+        return self.start_build(lm, spec, "" if spec == GALLERY else split, limit, k=k, workers=workers)
+
+    # -- crops ----------------------------------------------------------------------------------
+    def _picture(self, man: Manifest, ref: str) -> Image.Image:
+        src = man.source
+        if src.get("kind") == GALLERY:
+            rec = self.engine.store.get_image(ref)
+            if rec is None:
+                raise IndexMissingError(f"photo {ref} was deleted from the gallery; the index is being refreshed")
+            return self.engine.picture(rec)
+        root = str(src["path"])
+        reader = self._readers.get(root)
+        if reader is None:
+            if not os.path.exists(root):
+                raise IndexMissingError(f"the data set of this index is no longer at {root}; rebuild the index")
+            reader = ImageDataset(name=str(src["name"]), root=root, split=str(src.get("split") or ""), classes=[],
+                                  samples=[])
+            self._readers[root] = reader
+        return reader.open(ref)
+
+    def crop_png(self, lm: LoadedModel, man: Manifest, index: ExamplesIndex, layer: str, channel: int, mode: str,
+                 rank: int) -> bytes:
+        """The receptive-field crop (or whole image) of one example as PNG, enlarged (nearest), cached."""
+        key = f"ex-crop:v1:{man.key}:{man.created}:{layer}:{channel}:{mode}:{rank}"
+        data = self.engine.store.cache_get(key)
+        if data is not None:
+            return data
+        exs = index.examples(layer, channel, mode, rank + 1)
+        if rank >= len(exs):
+            raise IndexMissingError(f"there is no example {rank}: this channel has {len(exs)}")
+        ex = exs[rank]
+        pic = np.asarray(lm.spec.preprocess.image(self._picture(man, ex.ref)), dtype=np.uint8)
+        data = imaging.png_bytes(render_crop(pic, ex.box, ex.off_image))
+        self.engine.store.cache_put(key, data)
+        return data
+
+    # -- receptive fields -----------------------------------------------------------------------
+    def field_size(self, lm: LoadedModel, layer: str) -> tuple[int, int]:
+        """Height and width of the layer's receptive field (of a central position), cached per model."""
+        key = (lm.name, lm.weights_sha256)
+        if key not in self._fields:
+            self._fields[key] = receptive_fields(lm.private_copy(), lm.spec.preprocess.input_size)
+        lf = self._fields[key].get(layer)
+        if lf is None:
+            return lm.spec.preprocess.crop, lm.spec.preprocess.crop
+        yi, xi = lf.unit(0, (lf.y.n // 2) * lf.x.n + lf.x.n // 2) if lf.spatial else (0, 0)
+        x0, y0, x1, y1 = lf.field(yi, xi)
+        return y1 - y0, x1 - x0

@@ -1,0 +1,26 @@
+"""JSON shape of a stored upload (its metadata and the address of its picture)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from app.store.database import ImageRecord
+
+
+class ImageOut(BaseModel):
+    id: str
+    width: int
+    height: int
+    sha256: str = Field(description="sha256 of the uploaded bytes")
+    original_width: int
+    original_height: int
+    format: str
+    filename: str
+    created: float
+    url: str = Field(description="the stored picture (PNG, upright, no metadata)")
+
+
+def image_out(rec: ImageRecord) -> ImageOut:
+    return ImageOut(id=rec.id, width=rec.width, height=rec.height, sha256=rec.sha256,
+                    original_width=rec.original_width, original_height=rec.original_height, format=rec.format,
+                    filename=rec.filename, created=rec.created, url=f"/api/images/{rec.id}/file")

@@ -1,1 +1,0 @@
-"""Thin FastAPI routers: JSON faces under /api, HTML faces (pages and htmx partials) elsewhere."""
