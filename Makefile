@@ -9,10 +9,13 @@ PORT ?= 8000
 
 .PHONY: run test setup browser-deps lint bench fuzz clean
 
-$(STAMP): pyproject.toml
+# The locked, hash-checked dependencies (requirements-dev.lock: the app's and the tests'), then the
+# checkout itself, editable.
+$(STAMP): pyproject.toml requirements-dev.lock
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip >/dev/null
-	$(BIN)/pip install -e '.[dev]'
+	$(BIN)/pip install --require-hashes --no-deps -r requirements-dev.lock
+	$(BIN)/pip install --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
 setup: $(STAMP)

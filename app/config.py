@@ -4,12 +4,22 @@ from __future__ import annotations
 
 import os
 from functools import lru_cache
+from importlib import resources
 from pathlib import Path
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent  # the repository root in a checkout (site-packages when installed)
+
+
+def package_path(name: str) -> Path:
+    """A folder or file shipped inside the ``app`` package (templates, static, models), found with
+    importlib.resources: the same path in a checkout (``app/<name>``) and in an installed wheel."""
+    p = resources.files("app").joinpath(name)
+    if not isinstance(p, Path):  # a zipped install; convscope is always installed unpacked
+        raise RuntimeError(f"convscope's {name} must be on disk, found {p!r}")
+    return p
 
 
 class Settings(BaseSettings):
@@ -17,10 +27,21 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="CONVSCOPE_", env_file=None, extra="ignore")
 
-    models_dir: Path = Field(ROOT / "models", description="folder of <name>/weights.safetensors + card.json")
-    data_dir: Path = Field(ROOT / "data", description="the store: SQLite database and blob folder")
+    models_dir: Path = Field(default_factory=lambda: package_path("models"),
+                             description="folder of <name>/weights.safetensors + card.json (default: the models "
+                                         "shipped in the package)")
+    data_dir: Path = Field(default_factory=lambda: Path.cwd() / "data",
+                           description="the store: SQLite database and blob folder (default: ./data, from where "
+                                       "the server starts)")
     dataset_path: str | None = Field(
-        None, description="default data set for max-activating examples (ImageFolder dir or zip)")
+        None, description="default data set for max-activating examples (ImageFolder dir or zip); unset: "
+                          "../shared/data/cifar10-jpeg.zip beside a checkout when it is there")
+    first_start_builds: bool = Field(True, description="at start, build what a fresh install lacks in the "
+                                     "background, one job at a time on one thread: lenet's and cifarnet's examples "
+                                     "indexes on CIFAR-10's test split, then their first two conv layers' feature "
+                                     "visualizations")
+    dataset_download: bool = Field(True, description="with no CIFAR-10 at hand, the first start may download it "
+                                   "through torchvision (needs internet; false: only local data sets)")
     torchvision_models: list[str] = Field(
         default_factory=list,
         description="torchvision ImageNet classifiers to serve when their weights are cached or downloadable "
@@ -35,8 +56,9 @@ class Settings(BaseSettings):
     max_pixels: int = Field(40_000_000, description="largest decoded image accepted, width x height")
     max_side: int = Field(12_000, description="largest width or height accepted, in pixels")
     max_stored_side: int = Field(1024, description="uploads are scaled down to this side before storage")
-    stored_png_level: int = Field(1, ge=0, le=9, description="zlib level of the stored uploads' PNGs (1: fast, "
-                                  "and a flat picture shrinks to a few KB instead of 3 bytes a pixel)")
+    stored_png_level: int = Field(-1, ge=-1, le=9, description="zlib level of the stored uploads' PNGs; -1: "
+                                  "unfiltered rows, deflated only when a sample shows it pays (a flat picture "
+                                  "takes a few KB, a photo is written as fast as with 0, not deflated)")
     decode_memory_mb: int = Field(192, ge=16, description="memory one upload's decoding may take, estimated from "
                                   "its header before decoding (422 too_costly above it)")
     max_jpeg_scans: int = Field(64, ge=1, description="most scans of a progressive JPEG (each is a decoding pass)")
@@ -61,9 +83,9 @@ class Settings(BaseSettings):
                                           "to a waiting thread while serving (its default is 5 ms)")
     gc_freeze: bool = Field(True, description="after start-up, put what loading made (models, traced graphs: "
                             "~450,000 objects) out of the garbage collector's reach (gc.freeze): a full "
-                            "collection, which pauses every request, then takes ~0 instead of ~160 ms")
+                            "collection, which pauses every request, then has almost nothing to walk")
     access_log: bool = Field(False, description="log one line per request (uvicorn's access log); off by default: "
-                             "under load, formatting and writing it took ~6 % of the event loop's time")
+                             "under load, formatting and writing it takes a noticeable share of the event loop")
     analysis_batch_mb: int = Field(32, ge=1, description="memory one batched full analysis may take: photos "
                                    "analysed together, as many as fit (1 to 16)")
     input_cache_mb: int = Field(16, ge=0, description="memory for preprocessed network inputs of recent photos "
@@ -73,9 +95,8 @@ class Settings(BaseSettings):
     analysis_cache_mb: int = Field(64, ge=0, description="memory for recent analyses (every layer's activations "
                                    "of one photo); the newest one is always kept, PNGs are cached on disk")
     worker_threads: int = Field((os.cpu_count() or 1) + 1, ge=1, le=64, description="threads for blocking work "
-                                "(decoding, encoding, store I/O, forward passes); each may hold a decoded photo. "
-                                "Cores + 1: under bench/load.py, 3 threads and 2 upload slots on 2 cores served "
-                                "+6.7 % more than 8 and 4 (bench/ab_load.py, 4 rounds, each won)")
+                                "(decoding, encoding, store I/O, forward passes); each may hold a decoded photo "
+                                "(cores + 1 served best under bench/load.py's mix)")
     cors_origins: list[str] = Field(default_factory=list, description="origins allowed to call /api (CORS)")
     allowed_hosts: list[str] = Field(default_factory=list, description="Host names the server answers (DNS "
                                      "rebinding); empty: the local names and the address it binds to; ['*']: any")

@@ -5,12 +5,17 @@ A job's work is a function ``work(job)`` that reports progress with :meth:`Job.p
 :attr:`Job.cancel_requested` between steps (or calls :meth:`Job.check_cancelled`), and may set
 :attr:`Job.result_url`. Each lane runs one job at a time in its own thread, on the lead thread's
 intra-op threads when it is free (:mod:`app.runtime.compute`); a lane with too many queued jobs refuses
-new ones (503 + Retry-After). Jobs yield to interactive requests between steps.
+new ones (503 + Retry-After). Jobs yield to interactive requests between steps. The low-priority lane
+(:data:`LOW_PRIORITY`: what a fresh install builds at its first start) runs on one intra-op thread at
+the lowest CPU priority, and resumes only after interactive requests left the gates quiet for a moment.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import queue
+import sys
 import threading
 import time
 import uuid
@@ -23,6 +28,7 @@ from app.runtime import compute
 from app.runtime.gate import Gate, Overloaded
 
 STATES = ("queued", "running", "done", "failed", "cancelled")
+LOW_PRIORITY = "background"  # the lane of work nobody waits for: one job at a time, on one thread
 ACTIVE = ("queued", "running")
 
 
@@ -52,6 +58,11 @@ class Job:
     finished: float | None = None
     cancel_requested: bool = False
     preview: bytes | None = field(default=None, repr=False)  # latest intermediate picture (PNG)
+    lane: str = ""  # the queue's lane it runs in
+
+    @property
+    def low_priority(self) -> bool:
+        return self.lane == LOW_PRIORITY
 
     @property
     def active(self) -> bool:
@@ -140,11 +151,22 @@ class MemoryJobStore:
 Work = Callable[[Job], None]
 
 
+def _lowest_priority() -> None:
+    """Give the calling thread the lowest CPU priority (Linux: a thread's own nice value, 19), so that
+    the scheduler hands a core to interactive work first; elsewhere nothing changes."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+
+
 class JobQueue:
     """Runs submitted jobs, one at a time per lane, each lane in its own daemon thread."""
 
-    def __init__(self, gate: Gate, store: JobStore | None = None, *, max_queued: int = 8) -> None:
+    def __init__(self, gate: Gate, store: JobStore | None = None, *, max_queued: int = 8,
+                 also_interactive: tuple[Gate, ...] = (), quiet_s: float = 1.0) -> None:
         self.gate = gate
+        self.gates = (gate, *also_interactive)  # interactive work (forward passes, uploads) passes these
+        self.quiet_s = quiet_s  # low-priority jobs resume only after the gates were idle this long
         self.store: JobStore = store or MemoryJobStore()
         self.max_queued = max_queued
         self._lock = threading.Lock()
@@ -161,7 +183,7 @@ class JobQueue:
             q = self._lane(lane)
             if q.qsize() >= self.max_queued:
                 raise Overloaded(retry_after=10)
-            job = Job(id=uuid.uuid4().hex[:16], kind=kind, key=key, total=total, params=dict(params or {}))
+            job = Job(id=uuid.uuid4().hex[:16], kind=kind, key=key, total=total, params=dict(params or {}), lane=lane)
             self.store.add(job)
         q.put((job, work))
         return job
@@ -185,13 +207,23 @@ class JobQueue:
                 job.state, job.finished = "cancelled", time.time()
         return job
 
-    def yield_to_interactive(self, job: Job) -> bool:
-        """Pause while interactive requests wait or run; returns True when the job should stop."""
+    def yield_to_interactive(self, job: Job, *, low: bool = False) -> bool:
+        """Pause while interactive requests wait or run (at most 2 s); a ``low``-priority job waits until no
+        request has run for ``quiet_s`` (at most 5 s: pages that poll its progress must not starve it).
+        Returns True when the job should stop."""
         waited = 0.0
-        while (self.gate.waiting > 0 or self.gate.busy > 0) and waited < 2.0 and not job.cancel_requested:
+        while not job.cancel_requested and self._interactive(low) and waited < (5.0 if low else 2.0):
             time.sleep(0.02)
             waited += 0.02
         return job.cancel_requested
+
+    def _interactive(self, low: bool) -> bool:
+        if self.gate.waiting > 0 or self.gate.busy > 0:
+            return True
+        if not low:
+            return False
+        quiet_since = time.monotonic() - self.quiet_s
+        return any(g.waiting > 0 or g.busy > 0 or g.last_used > quiet_since for g in self.gates)
 
     def close(self) -> None:
         """Cancel what is queued or running and let the lane threads end."""
@@ -205,20 +237,23 @@ class JobQueue:
         q = self._lanes.get(name)
         if q is None:
             q = self._lanes[name] = queue.Queue()
-            t = threading.Thread(target=self._loop, args=(q,), name=f"convscope-jobs-{name}", daemon=True)
+            t = threading.Thread(target=self._loop, args=(q, 1 if name == LOW_PRIORITY else None),
+                                 name=f"convscope-jobs-{name}", daemon=True)
             self._threads.append(t)
             t.start()
         return q
 
     @staticmethod
-    def _loop(q: queue.Queue[tuple[Job, Work] | None]) -> None:
+    def _loop(q: queue.Queue[tuple[Job, Work] | None], threads: int | None = None) -> None:
+        if threads == 1:
+            _lowest_priority()
         while (item := q.get()) is not None:
             job, work = item
             if job.state == "cancelled":
                 continue
             job.state, job.started = "running", time.time()
             try:
-                compute.lead().run(work, job)  # on the lead thread's intra-op threads when it is free
+                compute.lead().run(work, job, threads=threads)  # on the lead's intra-op threads when it is free
                 job.state = "cancelled" if job.cancel_requested else "done"
             except JobCancelled:
                 job.state = "cancelled"

@@ -1,4 +1,5 @@
-"""The app's only start-up/shut-down hook: process tuning, the zoo, the services, background tasks."""
+"""The app's only start-up/shut-down hook: process tuning, the zoo, the services, background tasks (the
+retention loop; what a fresh install builds at its first start)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppres
 import anyio.to_thread
 from fastapi import FastAPI
 
-from app import __version__
+from app import __version__, firststart
 from app.config import Settings
 from app.core.zoo import Zoo, discover
 from app.features.privacy.service import retention_loop
@@ -77,6 +78,7 @@ def make_lifespan(settings: Settings, zoo: Zoo | None = None) -> Callable[[FastA
             _freeze_loaded_objects()
         hours = float(settings.retention_hours)
         retention = asyncio.create_task(retention_loop(services.engine, hours)) if hours > 0 else None
+        firststart.start(services)  # a fresh install's indexes and pictures, queued in the low-priority lane
         log.info("convscope %s serving %s", __version__, ", ".join(the_zoo.names()))
         try:
             with GcWatch() as services.engine.gc_watch:

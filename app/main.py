@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.staticfiles import StaticFiles
+from fastapi.middleware.gzip import GZipMiddleware
 
 from app import __version__
-from app.config import ROOT, Settings, get_settings
+from app.config import Settings, get_settings, package_path
 from app.core.zoo import Zoo
 from app.errors import add_error_handlers
 from app.http.docs import add_docs
@@ -16,6 +16,7 @@ from app.http.security import HostAllowlist, SameOrigin, default_hosts
 from app.http.timeouts import BodyTimeout
 from app.lifespan import make_lifespan
 from app.routers import ROUTERS
+from app.web.assets import FingerprintedStatic
 
 
 def create_app(settings: Settings | None = None, *, zoo: Zoo | None = None) -> FastAPI:
@@ -31,6 +32,8 @@ def create_app(settings: Settings | None = None, *, zoo: Zoo | None = None) -> F
     )
     app.state.settings = settings
 
+    # text (pages, CSS, scripts, JSON) compressed for the classroom's wifi; pictures, zips and event streams not
+    app.add_middleware(GZipMiddleware, minimum_size=1024, compresslevel=6)
     app.add_middleware(UploadRateLimit, per_minute=settings.upload_rate_per_minute)
     app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes)
     if settings.cors_origins:
@@ -44,6 +47,6 @@ def create_app(settings: Settings | None = None, *, zoo: Zoo | None = None) -> F
 
     for router in ROUTERS:
         app.include_router(router)
-    app.mount("/static", StaticFiles(directory=ROOT / "static"), name="static")
+    app.mount("/static", FingerprintedStatic(package_path("static")), name="static")
     add_docs(app)
     return app

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from app.features.ablation import pages as ablation_pages
 from app.features.analysis import api as analysis_api
 from app.features.analysis import pages as analysis_pages
+from app.features.arithmetic import api as arithmetic_api
+from app.features.arithmetic import pages as arithmetic_pages
 from app.features.attribution import api as attribution_api
 from app.features.attribution import pages as attribution_pages
 from app.features.compare import api as compare_api
@@ -27,6 +30,8 @@ from app.features.live import pages as live_pages
 from app.features.live import socket as live_socket
 from app.features.models import api as models_api
 from app.features.models import pages as models_pages
+from app.features.overview import api as overview_api
+from app.features.overview import pages as overview_pages
 from app.features.privacy import pages as privacy_pages
 from app.features.timeline import api as timeline_api
 from app.features.timeline import pages as timeline_pages
@@ -39,6 +44,11 @@ ROUTERS: list[APIRouter] = [
     images_pages.router,
     analysis_api.router,
     analysis_pages.router,
+    overview_api.router,
+    overview_pages.router,
+    arithmetic_api.router,
+    arithmetic_pages.router,
+    ablation_pages.router,
     lecture_api.router,
     lecture_pages.router,
     examples_api.router,

@@ -36,7 +36,7 @@ class Services:
         decoder = DecoderPool(settings.decoder_processes, Ceiling(settings.decode_ceiling_mb * 1024 * 1024,
                                                                   settings.decode_cpu_s)) if settings.decoder_processes else None
         engine = Engine(settings, zoo, store, decoder)
-        jobs = JobQueue(engine.gate)
+        jobs = JobQueue(engine.gate, also_interactive=(engine.upload_gate,))
         return cls(settings=settings, engine=engine, jobs=jobs, examples=ExamplesService(engine, jobs),
                    featvis=FeatVisService(engine, jobs),
                    attribution=AttributionService(engine, jobs, settings.max_occlusion_passes),

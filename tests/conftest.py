@@ -28,6 +28,10 @@ from app.main import create_app
 # A test process starts many apps; each start-up's full collection before gc.freeze would take
 # ~0.2 s there. tests/test_api.py turns it on where it is under test.
 os.environ.setdefault("CONVSCOPE_GC_FREEZE", "0")
+# Apps under test start with what they are given: no first-start builds (tests/test_first_start.py turns
+# them on), never a download.
+os.environ.setdefault("CONVSCOPE_FIRST_START_BUILDS", "0")
+os.environ.setdefault("CONVSCOPE_DATASET_DOWNLOAD", "0")
 # The test client's host name, beside the local ones the server answers by default (Host allowlist).
 os.environ.setdefault("CONVSCOPE_ALLOWED_HOSTS", '["testserver", "localhost", "127.0.0.1"]')
 

@@ -246,3 +246,11 @@ def test_favicon_ico_leads_to_the_svg_icon(client):
     assert r.status_code == 301 and r.headers["location"] == "/static/favicon.svg"
     icon = client.get("/favicon.ico")
     assert icon.status_code == 200 and icon.headers["content-type"].startswith("image/svg+xml")
+
+
+def test_one_unit_of_a_vector_layer_is_one_number(client: TestClient) -> None:
+    """A channel of a (C, H, W) layer is a map; a unit of a vector layer is one number (was a 500)."""
+    iid = client.post("/api/images", files={"file": ("v.jpg", make_photo(seed=8), "image/jpeg")}).json()["id"]
+    full = client.get(f"/api/images/{iid}/activations/fc3", params={"model": "lenet"}).json()
+    one = client.get(f"/api/images/{iid}/activations/fc3", params={"model": "lenet", "channel": 3})
+    assert one.status_code == 200 and one.json()["shape"] == [] and one.json()["values"] == pytest.approx(full["values"][3])

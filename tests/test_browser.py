@@ -61,8 +61,8 @@ def test_upload_shows_predictions_activations_and_filters(live_server: str, page
 
 
 def test_feature_visualization_finishes_in_place_under_the_analysis(live_server: str, page, tmp_path: Path):
-    """A channel's view starts its feature visualization; when the job ends, its picture appears
-    there and the browser stays on the photo's analysis."""
+    """A channel's view starts its feature visualization (a POST as it opens: GETs never start work); when
+    the job ends, its picture appears there and the browser stays on the photo's analysis."""
     upload(page, live_server, tmp_path / "fv.jpg", make_photo(96, 96, seed=21), "lenet")
     analysis_url = page.url
     page.click("details[data-layer='conv1'] > summary")

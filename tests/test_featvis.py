@@ -129,8 +129,14 @@ def _wait_job(client: TestClient, job_url: str) -> dict:
 
 def test_featvis_api_job_then_cached_png(client: TestClient):
     base = "/api/models/lenet/layers/conv2/channels/3/featvis"
-    r = client.get(base, params={"steps": 16})
+    # GETs never start work: not rendered yet is a 404 that names the POST which renders it
+    miss = client.get(base, params={"steps": 16})
+    assert miss.status_code == 404 and miss.json()["code"] == "not_rendered"
+    assert miss.json()["render"] == {"method": "POST", "url": f"{base}?steps=16"} and "POST" in miss.json()["detail"]
+    assert client.get("/api/jobs").json()["jobs"] == []
+    r = client.post(base, params={"steps": 16})
     assert r.status_code == 202 and r.headers["location"].startswith("/api/jobs/")
+    assert r.json()["job"]["result_url"] == f"{base}?steps=16"
     job_url = r.headers["location"]
     for _ in range(300):
         j = client.get(job_url).json()
@@ -139,6 +145,8 @@ def test_featvis_api_job_then_cached_png(client: TestClient):
         time.sleep(0.05)
     assert j["state"] == "done" and j["done"] == 16
     done = client.get(base, params={"steps": 16}).json()
+    assert done["image_url"] == f"{base}?steps=16&format=png"  # relative to this server
+    assert client.post(base, params={"steps": 16}).json() == done  # rendered: POST answers it, starts nothing
     assert done["status"] == "done" and done["history"][-1] > done["history"][0] and len(done["history"]) == 16
     png = client.get(base, params={"steps": 16, "format": "png"})
     assert png.status_code == 200 and png.headers["content-type"] == "image/png"
@@ -239,7 +247,7 @@ def test_finished_job_panel_reloads_its_own_page_and_swaps_in_place_elsewhere(cl
     """A finished job's panel: on the feature-visualization page itself the page reloads to show the
     result; embedded in a photo's channel view, the result takes the job's place (no navigation)."""
     fv_path = "/models/lenet/layers/conv1/channels/1/featvis"
-    r = client.get("/api/models/lenet/layers/conv1/channels/1/featvis", params={"steps": 8})
+    r = client.post("/api/models/lenet/layers/conv1/channels/1/featvis", params={"steps": 8})
     job_url = r.headers["location"]
     _wait_job(client, job_url)
     job_id = job_url.rsplit("/", 1)[1]

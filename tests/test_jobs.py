@@ -46,7 +46,7 @@ def poll(c: TestClient, job_id: str, timeout: float = 90) -> list[dict]:
 def test_both_kinds_report_through_the_one_job_api(jc: TestClient) -> None:
     build = jc.post("/api/indexes", json={"model": "lenet", "dataset": "default", "split": "test"})
     assert build.status_code == 202 and build.headers["location"] == f"/api/jobs/{build.json()['id']}"
-    fv = jc.get("/api/models/lenet/layers/conv1/channels/2/featvis", params={"steps": 12})
+    fv = jc.post("/api/models/lenet/layers/conv1/channels/2/featvis", params={"steps": 12})
     assert fv.status_code == 202 and fv.headers["location"].startswith("/api/jobs/")
     fv_id = fv.json()["job"]["id"]
     for job_id, kind, total in ((build.json()["id"], "index", 24), (fv_id, "featvis", 12)):
@@ -71,7 +71,7 @@ def test_both_kinds_report_through_the_one_job_api(jc: TestClient) -> None:
 
 
 def test_delete_cancels_any_job_and_unknown_ids_are_404(jc: TestClient) -> None:
-    r = jc.get("/api/models/lenet/layers/conv2/channels/0/featvis", params={"steps": 2000})
+    r = jc.post("/api/models/lenet/layers/conv2/channels/0/featvis", params={"steps": 2000})
     job_id = r.json()["job"]["id"]
     d = jc.delete(f"/api/jobs/{job_id}")
     assert d.status_code == 202 and d.json()["id"] == job_id
@@ -84,7 +84,7 @@ def test_delete_cancels_any_job_and_unknown_ids_are_404(jc: TestClient) -> None:
 def test_one_progress_partial_for_every_kind(jc: TestClient) -> None:
     """The job page and its polled panel are the same template for a build and a feature visualization."""
     build = jc.post("/api/indexes", json={"model": "lenet", "dataset": "default"}).json()
-    fv = jc.get("/api/models/lenet/layers/conv1/channels/1/featvis", params={"steps": 8}).json()["job"]
+    fv = jc.post("/api/models/lenet/layers/conv1/channels/1/featvis", params={"steps": 8}).json()["job"]
     for job in (build, fv):
         page = jc.get(f"/jobs/{job['id']}")
         assert page.status_code == 200 and "<html" in page.text

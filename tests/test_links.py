@@ -25,7 +25,8 @@ def _links(html: str, base: str, *, forms: bool = False) -> set[str]:
     """The page's internal links; with ``forms``, the actions of its GET forms instead (POST forms
     change things: not followed)."""
     out = set()
-    found = [] if forms else ATTR.findall(html)
+    # a form's hx-get sends the form's fields: it is checked with the form's action, not fetched bare
+    found = [] if forms else ATTR.findall(FORM.sub("", html))
     for form in FORM.findall(html) if forms else ():
         method = re.search(r'\smethod="([^"]+)"', form)
         action = re.search(r'\saction="([^"]+)"', form)

@@ -106,12 +106,35 @@ def test_readyz_does_not_block_the_event_loop(served: str) -> None:
     assert r.json()["store_writable"] is True and r.json()["models"] == []
 
 
-def test_sigterm_stops_the_server_within_seconds(tmp_path: Path) -> None:
+def test_sigterm_stops_the_server_within_seconds_and_cancels_its_jobs(tmp_path: Path) -> None:
     port = _free_port()
-    proc = serve(tmp_path, port, models=(), decoder_processes="1")
+    proc = serve(tmp_path, port, decoder_processes="1")
+    url = f"http://127.0.0.1:{port}"
+    job = httpx.post(url + "/api/models/lenet/layers/conv2/channels/0/featvis", params={"steps": 2000}).json()["job"]
+    deadline = time.time() + 30
+    while httpx.get(url + job["url"]).json()["state"] != "running":
+        assert time.time() < deadline
+        time.sleep(0.1)
     held = socket.create_connection(("127.0.0.1", port))  # an open keep-alive connection does not hold it up
     held.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
     t0 = time.time()
     proc.terminate()
     proc.wait(timeout=15)
-    assert time.time() - t0 < 10
+    assert time.time() - t0 < 10  # the 2000-step render was cancelled, not waited for
+
+
+def test_connections_past_the_cap_get_503(tmp_path: Path) -> None:
+    port = _free_port()
+    proc = serve(tmp_path, port, models=(), max_connections="4", header_timeout_s="30")
+    try:
+        idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(6)]
+        time.sleep(0.3)
+        r = httpx.get(f"http://127.0.0.1:{port}/healthz")
+        assert r.status_code == 503
+        for s in idle:
+            s.close()
+        time.sleep(0.3)
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)

@@ -307,6 +307,7 @@ def test_spanish_error_pages(es) -> None:  # type: ignore[no-untyped-def]
 def test_featvis_final_value_never_shows_an_empty_start(es) -> None:  # type: ignore[no-untyped-def]
     c, _ = es
     path = "/models/lenet/layers/conv1/channels/2/featvis?steps=4"
+    assert c.post(path, follow_redirects=False).status_code == 303  # the render button (GETs never start work)
     deadline = time.time() + 60
     while "Objetivo en la imagen final" not in (page := visible(get_es(c, path))):
         assert time.time() < deadline

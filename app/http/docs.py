@@ -23,6 +23,7 @@ def add_docs(app: FastAPI) -> None:
                            "code": {"type": "string"},
                            "errors": {"type": "array", "items": {"type": "object"}},
                            "valid": {"type": "array", "items": {"type": "string"}}}}
+        _edge_errors(schema)
         app.openapi_schema = schema
         return schema
 
@@ -32,6 +33,16 @@ def add_docs(app: FastAPI) -> None:
     async def api_docs() -> HTMLResponse:
         """The OpenAPI reference (Swagger UI), from vendored files: it works offline and under the CSP."""
         return HTMLResponse(_DOCS_HTML)
+
+
+def _edge_errors(schema: dict[str, object]) -> None:
+    """Every operation's error table gets the answers of the edge (app.http.security, limits), which any
+    request can meet before it reaches its route: 400 for a Host this server does not answer to."""
+    for ops in schema.get("paths", {}).values():  # type: ignore[union-attr]
+        for op in ops.values():
+            op["responses"].setdefault("400", {
+                "description": "Host not allowed (host_not_allowed) or a malformed request",
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Problem"}}}})
 
 
 _SWAGGER = "/static/vendor/swagger-ui-5.35.0"

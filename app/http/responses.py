@@ -4,23 +4,31 @@ which writes NumPy arrays directly)."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import orjson
 from fastapi import Path, Query
 from fastapi.responses import Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
 # The JSON body of every error answer, as the OpenAPI schema documents it (app.errors writes it); no
 # docstring: it would become the schema's description.
 class Problem(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"detail": "unknown layer 'conv9' for model cifarnet; did you mean: conv1, conv2?", "code": "unknown_layer",
+         "valid": ["conv1", "conv2", "fc"]}]})
+
     detail: str = Field(description="what went wrong and what to do")
-    code: str
+    code: str = Field(description="stable code from the published list (README, 'Error codes')")
     valid: list[str] | None = Field(None, description="the names that exist, for unknown names")
+    errors: list[dict[str, Any]] | None = Field(None, description="one entry per invalid field (invalid_request)")
 
 
-ERRORS = {404: {"model": Problem, "description": "unknown model, layer or image"},
+# Every request can be refused at the edge (app.http.security): a Host this server does not answer to.
+BASE_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": Problem, "description": "Host not allowed (host_not_allowed) or a malformed request"}}
+ERRORS = {**BASE_ERRORS, 404: {"model": Problem, "description": "unknown model, layer or image"},
           422: {"model": Problem, "description": "invalid parameter"},
           503: {"model": Problem, "description": "busy: retry after the Retry-After header"}}
 UPLOAD_ERRORS = {400: {"model": Problem, "description": "empty, truncated, several files or malformed multipart"},
@@ -32,8 +40,10 @@ UPLOAD_ERRORS = {400: {"model": Problem, "description": "empty, truncated, sever
 
 ModelQ = Annotated[str | None, Query(max_length=64, description="model name (default: the server's default model)")]
 ImageId = Annotated[str, Path(max_length=64, description="image id from POST /api/images")]
-PNG = {"content": {"image/png": {}}}
-NPY = {"content": {"application/x-npy": {}}}
+BINARY = {"type": "string", "format": "binary"}
+PNG = {"content": {"image/png": {"schema": BINARY}}}
+NPY = {"content": {"application/x-npy": {"schema": BINARY}}}
+ZIP = {"content": {"application/zip": {"schema": BINARY}}}
 
 
 def fast_json(body: dict[str, object], status_code: int = 200) -> Response:

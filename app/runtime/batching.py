@@ -7,9 +7,8 @@ is done the next batch takes all that are waiting (up to ``max_batch``). The slo
 :class:`~app.runtime.gate.Gate`'s, so the concurrency limit still holds; batches of one model may run at
 once (see :class:`~app.core.zoo.ModelLock`). The intra-op threads (``threads``) are shared out
 between the batches running: a lone batch uses them all on the process's lead thread
-(:mod:`app.runtime.compute`), two running batches one each on two cores. Measured on 2 cores (cifarnet,
-plain loop): two one-thread passes of batch 8 side by side gave 621 img/s, one two-thread pass of
-batch 16 513 img/s. A request that has not started within the gate's wait gets
+(:mod:`app.runtime.compute`), two running batches one each on two cores (on a CPU, two one-thread
+passes side by side outrun one two-thread pass of both batches). A request that has not started within the gate's wait gets
 :class:`~app.runtime.gate.Overloaded` (503 + Retry-After), and a full queue answers so at once instead of
 growing.
 """

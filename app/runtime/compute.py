@@ -4,11 +4,9 @@ PyTorch's CPU kernels parallelise with OpenMP (GNU libgomp in the torch wheels).
 thread that opens a parallel region a team of helper threads of its own, kept until that thread
 exits. Helpers spin for a while after each region, so the next region of a pass (a network has
 hundreds) starts at once; but as soon as the process holds more such threads than there are cores,
-libgomp shortens the spin to ~100 rounds and every region waits for sleeping helpers to wake up.
-Measured on the 2-core machine (efficientnet-lite0, the summary pass of one image, two intra-op
-threads): 21 ms while one thread had a team, 70-74 ms once a second thread had opened one — and
-it stays so while that thread lives. With the worker pool of earlier versions (each worker set
-two intra-op threads), every forward pass of the server ran at the slow rate after a few requests.
+libgomp shortens the spin and every region waits for sleeping helpers to wake up, for as long as
+that thread lives: every pass of the server then runs several times slower (figures in the history
+of this module's commits).
 
 So exactly one thread of the process, the *lead*, runs operations with more than one intra-op
 thread; every other thread runs them with one (no team). :func:`setup` starts the lead and makes

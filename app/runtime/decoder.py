@@ -131,7 +131,8 @@ def _serve() -> None:
             return
         used = resource.getrusage(resource.RUSAGE_SELF)
         spent = int(used.ru_utime + used.ru_stime) + 1
-        resource.setrlimit(resource.RLIMIT_CPU, (spent + cpu_s, spent + cpu_s + 1))  # SIGXCPU ends a runaway
+        # the soft limit only (SIGXCPU ends a runaway): a process may raise it again for the next picture
+        resource.setrlimit(resource.RLIMIT_CPU, (spent + cpu_s, resource.getrlimit(resource.RLIMIT_CPU)[1]))
         target = kwargs.get("target_side")
         try:
             dec = decode_image(**kwargs)

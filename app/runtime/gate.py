@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -30,6 +31,7 @@ class Gate:
         self.waiting = 0
         self.busy = 0
         self.rejected = 0
+        self.last_used = 0.0  # time.monotonic() when a call last ended (low-priority jobs wait for quiet)
 
     def _semaphore(self) -> asyncio.Semaphore:
         if self._sem is None:  # created lazily inside the running loop
@@ -49,6 +51,7 @@ class Gate:
 
     def release(self) -> None:
         self.busy -= 1
+        self.last_used = time.monotonic()
         self._semaphore().release()
 
     async def run(self, fn: Callable[..., T], *args: object) -> T:
@@ -68,4 +71,5 @@ class Gate:
             return await compute.run_async(fn, *args, threads=self.threads // self.busy)
         finally:
             self.busy -= 1
+            self.last_used = time.monotonic()
             sem.release()

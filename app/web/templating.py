@@ -1,4 +1,5 @@
-"""Template rendering shared by the HTML routes: whole page, or one block for htmx requests."""
+"""Template rendering shared by the HTML routes: whole page, or one block for htmx requests; the Jinja globals
+that size a user's photo (``photo_attrs``) and fingerprint a static file's URL (``static_url``)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,16 @@ from urllib.parse import urlencode
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 from jinja2_fragments.fastapi import Jinja2Blocks
+from markupsafe import Markup
 
 from app import i18n
-from app.config import ROOT
+from app.config import package_path
+from app.features.images.service import SizeName, rendition_size
 from app.i18n import format as numbers
+from app.store.database import ImageRecord
+from app.web.assets import static_url
 
-templates = Jinja2Blocks(directory=str(ROOT / "templates"))
+templates = Jinja2Blocks(directory=str(package_path("templates")))
 
 
 def duration(seconds: float | None) -> str:
@@ -29,7 +34,18 @@ def fmt_num(v: float, lang: str = i18n.DEFAULT_LANG) -> str:
     return numbers.number(v, lang)
 
 
+def photo_attrs(rec: ImageRecord, size: SizeName = "display") -> Markup:
+    """``src``, ``width`` and ``height`` of a stored photo shown at ``size`` (a Jinja global: the page reserves
+    its place before it loads); at the display size also a ``srcset`` with the twice-as-large one for 2x screens."""
+    w, h = rendition_size(rec, size)
+    src = f"/api/images/{rec.id}/file?size={size}"
+    srcset = f' srcset="{src} 1x, /api/images/{rec.id}/file?size=display2x 2x"' if size == "display" else ""
+    return Markup(f'src="{src}"{srcset} width="{w}" height="{h}"')
+
+
 templates.env.filters["duration"] = duration
+templates.env.globals["photo_attrs"] = photo_attrs
+templates.env.globals["static_url"] = static_url
 numbers.register(templates.env)  # num, count, fixed, sig, measure, figure, term, pct, numlist, classname
 
 

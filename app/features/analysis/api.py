@@ -11,40 +11,52 @@ from fastapi.responses import Response
 from app.core.inference import Overview, channel_stats, top_k
 from app.core.zoo import LoadedModel
 from app.deps import EngineDep
+from app.features.ablation import service as ablation
 from app.features.analysis.schemas import ActivationOut, AnalysisOut, PredictionsOut
 from app.features.analysis.service import check_channel, npy_bytes
-from app.http.responses import ERRORS, ImageId, ModelQ, fast_json
+from app.http.responses import ERRORS, NPY, PNG, ImageId, ModelQ, fast_json
 from app.runtime.blocking import run_blocking
 from app.store.database import ImageRecord
 
 router = APIRouter(prefix="/api", tags=["api"])
 
+AblateQ = Annotated[str | None, Query(max_length=20_000, description="channels switched off for this pass: "
+                                      "layer:channel items, comma-separated (conv1:3,conv1:5)")]
+
 
 @router.get("/images/{image_id}/predictions", response_model=PredictionsOut, responses=ERRORS,
             summary="Top-k labels and probabilities")
 async def get_predictions(engine: EngineDep, image_id: ImageId, model: ModelQ = None,
-                          k: Annotated[int, Query(ge=1, le=1000)] = 5) -> Response:
+                          k: Annotated[int, Query(ge=1, le=1000)] = 5, ablate: AblateQ = None) -> Response:
     rec = engine.image(image_id)
     lm = engine.pick(model)
-    probs = await engine.predictions(lm, rec)
+    off = ablation.parse(lm, ablate) if ablate else None
+    probs = await (ablation.probabilities(engine, lm, rec, off) if off else engine.predictions(lm, rec))
     # the shape of PredictionsOut, written directly (no second validation of our own output)
     return fast_json({"image": rec.id, "model": lm.name,
-                      "predictions": [vars(p) for p in top_k(probs, lm.spec.categories, k)]})
+                      "predictions": [vars(p) for p in top_k(probs, lm.spec.categories, k)],
+                      **({"ablated": off} if off else {})})
 
 
-def _analysis_response(lm: LoadedModel, rec: ImageRecord, ov: Overview, *, k: int) -> Response:
+def _analysis_response(lm: LoadedModel, rec: ImageRecord, ov: Overview, *, k: int,
+                       ablated: dict[str, list[int]] | None = None) -> Response:
     layers = [{"name": li.name, "type": li.type, "shape": list(li.output_shape), "min": ov.stats[li.name][0],
                "max": ov.stats[li.name][1], "mean": ov.stats[li.name][2]} for li in lm.layers]
     return fast_json({"image": rec.id, "model": lm.name, "layers": layers,
-                      "predictions": [vars(p) for p in ov.top(lm.spec.categories, k)]})
+                      "predictions": [vars(p) for p in ov.top(lm.spec.categories, k)],
+                      **({"ablated": ablated} if ablated else {})})
 
 
 @router.get("/images/{image_id}/analysis", response_model=AnalysisOut, responses=ERRORS,
             summary="Predictions plus every layer's shape and per-channel min/max/mean")
 async def get_analysis(engine: EngineDep, image_id: ImageId, model: ModelQ = None,
-                       k: Annotated[int, Query(ge=1, le=1000)] = 5) -> Response:
+                       k: Annotated[int, Query(ge=1, le=1000)] = 5, ablate: AblateQ = None) -> Response:
     rec = engine.image(image_id)
     lm = engine.pick(model)
+    off = ablation.parse(lm, ablate) if ablate else None
+    if off:
+        ov = await ablation.overview(engine, lm, rec, off)
+        return await run_blocking(functools.partial(_analysis_response, lm, rec, ov, k=k, ablated=off))
     # JSON of a large model's stats takes milliseconds (efficientnet-lite0: 1.7 MB): off the loop,
     # in the thread that computes the overview
     _, response = await engine.overview_then(lm, rec, functools.partial(_analysis_response, lm, rec, k=k))
@@ -52,7 +64,7 @@ async def get_analysis(engine: EngineDep, image_id: ImageId, model: ModelQ = Non
 
 
 @router.get("/images/{image_id}/activations/{layer}", response_model=ActivationOut,
-            responses={**ERRORS, 200: {"content": {"image/png": {}, "application/x-npy": {}}}},
+            responses={**ERRORS, 200: {"content": {**PNG["content"], **NPY["content"]}}},
             summary="One layer's activation: JSON values, raw .npy array, or a PNG grid")
 async def get_activation(engine: EngineDep, image_id: ImageId, layer: Annotated[str, Path(max_length=200)],
                          model: ModelQ = None, format: Literal["json", "npy", "png"] = "json",
@@ -77,4 +89,4 @@ async def get_activation(engine: EngineDep, image_id: ImageId, layer: Annotated[
     s = channel_stats(act if channel is None else act[None])
     return fast_json({"image": rec.id, "model": lm.name, "layer": layer, "shape": list(act.shape),
                       "dtype": str(act.dtype).removeprefix("torch."), "min": s.min, "max": s.max, "mean": s.mean,
-                      "values": act.numpy()})
+                      "values": act.numpy() if act.dim() else float(act)})  # a vector layer's unit: one number

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class PredictionOut(BaseModel):
@@ -14,9 +14,17 @@ class PredictionOut(BaseModel):
 
 
 class PredictionsOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"image": "0aacbbeb7c4dc1ce",
+         "model": "lenet",
+         "predictions": [{"index": 6, "label": "frog", "probability": 0.1133},
+                         {"index": 1, "label": "automobile", "probability": 0.1085}]}
+    ]})
+
     image: str
     model: str
     predictions: list[PredictionOut]
+    ablated: dict[str, list[int]] | None = Field(None, description="the channels switched off (ablate=), by layer")
 
 
 class LayerStats(BaseModel):
@@ -29,10 +37,41 @@ class LayerStats(BaseModel):
 
 
 class AnalysisOut(PredictionsOut):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"image": "0aacbbeb7c4dc1ce",
+         "model": "lenet",
+         "layers": [{"name": "conv1",
+                     "type": "Conv2d",
+                     "shape": [8, 28, 28],
+                     "min": [-0.7389, -1.832],
+                     "max": [1.091, 1.767],
+                     "mean": [0.07766, 0.08122]},
+                    {"name": "relu1",
+                     "type": "ReLU",
+                     "shape": [8, 28, 28],
+                     "min": [0.0, 0.0],
+                     "max": [1.091, 1.767],
+                     "mean": [0.1908, 0.3724]}],
+         "predictions": [{"index": 6, "label": "frog", "probability": 0.1133},
+                         {"index": 1, "label": "automobile", "probability": 0.1085}]}
+    ]})
+
     layers: list[LayerStats]
 
 
 class ActivationOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"image": "0aacbbeb7c4dc1ce",
+         "model": "lenet",
+         "layer": "conv1",
+         "shape": [28, 28],
+         "dtype": "float32",
+         "min": [-0.7389],
+         "max": [1.091],
+         "mean": [0.07766],
+         "values": [[-0.1806, -0.1978], [-0.1601, -0.1795]]}
+    ]})
+
     image: str
     model: str
     layer: str

@@ -15,9 +15,11 @@ from app.core.attribution import AttributionMap
 from app.core.zoo import LoadedModel
 from app.deps import AttributionDep, EngineDep
 from app.features.analysis.service import Engine
+from app.features.attribution.schemas import AttributionOut
 from app.features.attribution.service import AttributionService, overlay_png
+from app.features.jobs.schemas import AcceptedOut
 from app.features.jobs.service import accepted
-from app.http.responses import ERRORS, PNG, fast_json
+from app.http.responses import ERRORS, PNG, Problem, fast_json
 from app.jobs import Job
 from app.runtime.blocking import run_blocking
 from app.store.database import ImageRecord
@@ -47,8 +49,9 @@ async def attribution_of(engine: Engine, svc: AttributionService, image_id: str,
 
 
 @router.get("/images/{image_id}/attribution", responses={
-    **ERRORS, 200: PNG, 202: {"description": "occlusion is being computed: poll the job in Location"},
-    422: {"description": "invalid parameter, or an occlusion over the pass budget (code too_costly)"}},
+    **ERRORS, 200: {"model": AttributionOut, **PNG},
+    202: {"model": AcceptedOut, "description": "occlusion is being computed: poll the job in Location"},
+    422: {"model": Problem, "description": "invalid parameter, or an occlusion over the pass budget (code too_costly)"}},
     summary="Attribution map for one prediction: saliency, SmoothGrad, Grad-CAM or occlusion (JSON or PNG overlay)")
 async def get_attribution(engine: EngineDep, svc: AttributionDep, image_id: Annotated[str, Path(max_length=64)],
                           model: Annotated[str | None, Query(max_length=64)] = None, method: Method = "gradcam",

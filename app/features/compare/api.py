@@ -16,6 +16,7 @@ from fastapi.responses import Response
 
 from app.deps import EngineDep
 from app.errors import BadParameterError
+from app.features.compare.schemas import CompareOut
 from app.features.compare.service import Sides, analyses, layer_rows, pair_layers, side_summary
 from app.http.responses import ERRORS, fast_json
 from app.runtime.blocking import run_blocking
@@ -52,7 +53,8 @@ class NoPhotosNamed(BadParameterError):
 SidesDep = Annotated[Sides, Depends(sides)]
 
 
-@router.get("/compare", responses=ERRORS, summary="Two analyses layer by layer, with per-layer difference statistics")
+@router.get("/compare", response_model=None, responses={**ERRORS, 200: {"model": CompareOut}},
+            summary="Two analyses layer by layer, with per-layer difference statistics")
 async def compare_api(engine: EngineDep, s: SidesDep) -> Response:
     an_a, an_b = await analyses(engine, s)
     pairs, how = pair_layers(s.lm_a, s.lm_b)

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 from urllib.parse import urlencode
 
 from fastapi import Path, Query
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from app.features.jobs.schemas import JobOut
 from app.http.responses import Problem
@@ -58,6 +58,39 @@ class IndexOut(BaseModel):
 
 
 class ExamplesOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"model": "cifarnet",
+         "layer": "conv2",
+         "channel": 7,
+         "mode": "crop",
+         "kind": "map",
+         "input_size": [3, 32, 32],
+         "index": {"key": "cifarnet-cifar10-test",
+                   "model": "cifarnet",
+                   "weights_sha256": "9f2c...",
+                   "dataset": "cifar10",
+                   "kind": "folder",
+                   "split": "test",
+                   "limit": None,
+                   "images": 10000,
+                   "k": 9,
+                   "created": 1765000000.0,
+                   "seconds": 42.0},
+         "examples": [{"rank": 0,
+                       "value": 7.31,
+                       "index": 4121,
+                       "source": "cifar10:test/cat/0412.png",
+                       "ref": "4121",
+                       "label": 3,
+                       "label_name": "cat",
+                       "predicted": 3,
+                       "predicted_name": "cat",
+                       "box": [4, 6, 16, 18],
+                       "field": [2, 4, 18, 20],
+                       "off_image": [],
+                       "url": "/api/models/cifarnet/layers/conv2/channels/7/examples/0.png?mode=crop"}]}
+    ]})
+
     model: str
     layer: str
     channel: int
@@ -84,6 +117,17 @@ class DatasetOut(BaseModel):
 
 
 class IndexesOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"indexes": [{"key": "cifarnet-cifar10-test", "model": "cifarnet", "weights_sha256": "9f2c...", "dataset": "cifar10",
+                      "kind": "folder", "split": "test", "limit": None, "images": 10000, "k": 9, "created": 1765000000.0,
+                      "seconds": 42.0}],
+         "jobs": [],
+         "datasets": [{"name": "gallery",
+                       "description": "the photos uploaded to this server (refreshed as uploads arrive)"},
+                      {"name": "cifar10",
+                       "description": "CIFAR-10 through torchvision's download (needs internet the first time)"}]}
+    ]})
+
     indexes: list[IndexOut]
     jobs: list[JobOut]
     datasets: list[DatasetOut]

@@ -29,7 +29,7 @@ from app.features.examples.build import DEFAULT_K, Progress, build, index_layers
 from app.features.examples.draw import render_crop
 from app.features.examples.index_store import IndexStore, Manifest, index_key
 from app.features.examples.sources import GALLERY, GalleryDataset, IndexBuildError, open_source
-from app.jobs import Job, JobQueue
+from app.jobs import LOW_PRIORITY, Job, JobQueue
 
 if TYPE_CHECKING:
     from app.features.analysis.service import Engine
@@ -140,7 +140,9 @@ class ExamplesService:
         self._readers: dict[str, ImageDataset] = {}
         self._start_lock = threading.Lock()
         self.throttle_s = 0.0  # pause after each batch of a build (seconds)
+        self.default_path: str | None = engine.settings.dataset_path  # the data set offered as "default"
         self.batch_size: int | None = None  # None: auto_batch_size
+        self.low_batch_size = 64  # low-priority builds: short steps between their pauses for requests
         self.checkpoint_every = 30.0
         self._fields: dict[tuple[str, str], dict[str, LayerField | None]] = {}  # receptive fields per model
 
@@ -153,23 +155,25 @@ class ExamplesService:
         return self.jobs.list("index")
 
     def active_for(self, model: str) -> Job | None:
-        j = self.running()
-        return j if j is not None and j.params["model"] == model else None
+        """The build of ``model``'s index that runs or waits its turn (the first start queues several)."""
+        return next((j for j in reversed(self.builds()) if j.active and j.params["model"] == model), None)
 
     def start_build(self, lm: LoadedModel, spec: str, split: str = "test", limit: int | None = None, *,
-                    k: int = DEFAULT_K, workers: int = 0) -> Job:
+                    k: int = DEFAULT_K, workers: int = 0, lane: str = "index") -> Job:
         """Start a build, or return the running one for the same index; :class:`BusyError` for another.
 
-        ``spec`` is a path (the caller checks that it may be used), ``cifar10`` or ``gallery``.
+        ``spec`` is a path (the caller checks that it may be used), ``cifar10`` or ``gallery``. In the
+        low-priority lane (the first start's builds) a build queues behind the others instead, runs on
+        one thread and pauses while interactive requests run.
         """
         key = f"index:{lm.name}:{lm.weights_sha256}:{spec}:{split}:{limit}"
         shown = spec if spec in (GALLERY, CIFAR10_ALIAS) else spec.replace("\\", "/").rsplit("/", 1)[-1]
         with self._start_lock:
             cur = self.running()
-            if cur is not None and cur.key != key:
+            if cur is not None and cur.key != key and lane != LOW_PRIORITY:
                 raise BusyError(cur)
             job = self.jobs.submit("index", key, functools.partial(self._build, lm=lm, spec=spec, k=k, workers=workers),
-                                   lane="index", params={"model": lm.name, "dataset": shown, "split": split,
+                                   lane=lane, params={"model": lm.name, "dataset": shown, "split": split,
                                                          "limit": limit})
         first = index_layers(lm)[0]
         job.result_url = f"/api/models/{lm.name}/layers/{first}/channels/0/examples"
@@ -194,8 +198,10 @@ class ExamplesService:
             job.progress(pr.done, pr.total)
             job.resumed_from = pr.resumed_from
 
-        build(lm, source, ds, self.istore, k=k, batch_size=self.batch_size, workers=workers,
-              checkpoint_every=self.checkpoint_every, progress=on_progress, should_stop=lambda: job.cancel_requested,
+        low = job.low_priority  # small batches, each after a quiet moment
+        build(lm, source, ds, self.istore, k=k, batch_size=self.low_batch_size if low else self.batch_size, workers=workers,
+              checkpoint_every=self.checkpoint_every, progress=on_progress,
+              should_stop=(lambda: self.jobs.yield_to_interactive(job, low=True)) if low else (lambda: job.cancel_requested),
               throttle_s=lambda: self.throttle_s, base=base, mp_context="spawn")
         job.message = "finished"
 
@@ -209,7 +215,7 @@ class ExamplesService:
     # -- data sets ------------------------------------------------------------------------------
     def datasets(self) -> list[DatasetChoice]:
         out = []
-        path = self.engine.settings.dataset_path
+        path = self.default_path
         if path:
             out.append(DatasetChoice("default", str(path), f"the server's data set {Path(str(path)).name}"))
         out.append(DatasetChoice(GALLERY, GALLERY, "the photos uploaded to this server (refreshed as uploads arrive)"))
@@ -223,13 +229,13 @@ class ExamplesService:
                 return d.spec
         raise BadParameterError(f"unknown data set {name!r}; choose one of: "
                                 + ", ".join(d.name for d in self.datasets())
-                                + ("" if self.engine.settings.dataset_path else
+                                + ("" if self.default_path else
                                    " ('default' needs the setting CONVSCOPE_DATASET_PATH)"))
 
     def dataset_name(self, name: str | None) -> str | None:
         """The manifest data set name a request means (``default`` -> the configured file's name)."""
         if name == "default":
-            p = self.engine.settings.dataset_path
+            p = self.default_path
             return Path(str(p)).name if p else "default"
         return name
 

@@ -25,7 +25,7 @@ from app.core.zoo import LoadedModel
 from app.deps import EngineDep
 from app.errors import BadParameterError
 from app.features.analysis.service import Engine
-from app.http.responses import ERRORS
+from app.http.responses import ERRORS, ZIP
 from app.store.database import ImageRecord
 
 router = APIRouter(prefix="/api", tags=["export"])
@@ -92,7 +92,8 @@ def build_zip(engine: Engine, lm: LoadedModel, rec: ImageRecord, names: list[str
     return buf.getvalue()
 
 
-@router.get("/images/{image_id}/export.zip", responses={**ERRORS, 200: {"content": {"application/zip": {}}}},
+@router.get("/images/{image_id}/export.zip", responses={
+    **ERRORS, 200: {**ZIP, "description": "the ZIP (Content-Disposition: attachment)"}},
          response_class=Response, summary="A whole analysis as a ZIP: photo, input, predictions, stats, grids, filters")
 async def export_zip(engine: EngineDep, image_id: Annotated[str, Path(max_length=64)],
                      model: Annotated[str | None, Query(max_length=64)] = None,

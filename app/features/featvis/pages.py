@@ -40,20 +40,47 @@ async def featvis_gallery_render(request: Request, engine: EngineDep, svc: FeatV
     return render(request, "partials/job.html", {"job": job, "done_url": g["self_url"]}, block="job")
 
 
-@router.get("/models/{model}/layers/{layer}/channels/{channel}/featvis", response_class=HTMLResponse)
-async def featvis_page(request: Request, engine: EngineDep, svc: FeatVisDep, model: Annotated[str, Path(max_length=64)],
-                       layer: Annotated[str, Path(max_length=200)], channel: Annotated[int, Path(ge=0, le=100_000)],
-                       objective: Kind = "channel", steps: Annotated[int | None, Query(ge=1, le=2048)] = None,
-                       seed: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0) -> HTMLResponse:
+ONE = "/models/{model}/layers/{layer}/channels/{channel}/featvis"
+ModelP = Annotated[str, Path(max_length=64)]
+LayerP = Annotated[str, Path(max_length=200)]
+ChannelP = Annotated[int, Path(ge=0, le=100_000)]
+StepsQ = Annotated[int | None, Query(ge=1, le=2048)]
+SeedQ = Annotated[int, Query(ge=0, le=2**31 - 1)]
+
+
+@router.post(ONE, response_class=HTMLResponse)
+async def featvis_render(request: Request, engine: EngineDep, svc: FeatVisDep, model: ModelP, layer: LayerP,
+                         channel: ChannelP, objective: Kind = "channel", steps: StepsQ = None, seed: SeedQ = 0) -> Response:
+    """The page's render button (GETs never start work): htmx gets the section with the job's progress
+    panel in it (it swaps the picture in when the job ends); without JS, the page showing it."""
+    lm, obj = objective_of(engine, model, layer, channel, objective, None, None)
+    s = svc.settings_for(lm, steps=steps, seed=seed)
+    qs = {k: v for k, v in request.query_params.items() if k not in ("lang", "job")}
+    page = url_with(request, request.url.path, **qs)
+    job = None
+    if svc.cached(lm, obj, s) is None:
+        api_path = f"/api/models/{lm.name}/layers/{layer}/channels/{channel}/featvis"
+        job = svc.start(lm, obj, s, result_url=url_with(request, api_path, **qs), page_url=page)
+    if request.headers.get("HX-Request") != "true":
+        return RedirectResponse(url_with(request, request.url.path, **qs, job=job.id if job else None), status_code=303)
+    return await featvis_page(request, engine, svc, model, layer, channel, objective, steps, seed,
+                              job.id if job else None)
+
+
+@router.get(ONE, response_class=HTMLResponse)
+async def featvis_page(request: Request, engine: EngineDep, svc: FeatVisDep, model: ModelP, layer: LayerP, channel: ChannelP,
+                       objective: Kind = "channel", steps: StepsQ = None, seed: SeedQ = 0,
+                       job: Annotated[str | None, Query(max_length=64)] = None) -> HTMLResponse:
+    """The picture when rendered; else its job's progress (``job=``, after the render button) or the button."""
     lm, obj = objective_of(engine, model, layer, channel, objective, None, None)
     s = svc.settings_for(lm, steps=steps, seed=seed)
     hit = svc.cached(lm, obj, s)
-    qs = {k: v for k, v in request.query_params.items() if k != "lang"}
+    qs = {k: v for k, v in request.query_params.items() if k not in ("lang", "job")}
     api_path = f"/api/models/{lm.name}/layers/{layer}/channels/{channel}/featvis"
-    job = None if hit is not None else svc.start(lm, obj, s, result_url=url_with(request, api_path, **qs, format="png"),
-                                                 page_url=url_with(request, request.url.path, **qs))
+    running = svc.jobs.get(job) if job and hit is None else None
     return render(request, "featvis.html", {
-        "model": lm, "obj": obj, "settings": s, "meta": hit[1] if hit else None, "job": job,
+        "model": lm, "obj": obj, "settings": s, "meta": hit[1] if hit else None,
+        "job": running if running and running.kind == "featvis" else None,
         "objectives": OBJECTIVES, "layer": layer, "channel": channel,
         "image_url": url_with(request, api_path, **qs, format="png"),
         "self_url": url_with(request, request.url.path, **qs)}, block="featvis")

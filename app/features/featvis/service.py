@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -10,7 +11,7 @@ import torch
 from app.core import featvis as fv
 from app.core import imaging
 from app.core.zoo import LoadedModel
-from app.errors import BadParameterError
+from app.errors import AppError, BadParameterError
 from app.features.analysis.service import Engine
 from app.jobs import Job, JobQueue
 
@@ -44,6 +45,28 @@ def objective_of(engine: Engine, model: str, layer: str, channel: int, objective
     """The served model and a validated objective on it."""
     lm = engine.model(model)
     return lm, make_objective(lm, objective, layer, channel, y, x)
+
+
+@dataclass(frozen=True)
+class FeatVisRequest:
+    """One picture a request names: the model, the objective, the settings, and its URLs (relative)."""
+
+    lm: LoadedModel
+    obj: fv.Objective
+    s: fv.Settings
+    api_url: str
+    page_url: str
+
+
+class NotRendered(AppError):
+    """A picture that is not rendered yet: GET never starts work, the same URL with POST does."""
+
+    status, code = 404, "not_rendered"
+
+    def __init__(self, api_url: str) -> None:
+        super().__init__(f"this picture is not rendered yet: POST {api_url} renders it (202 and the job in "
+                         "Location; the finished job's result_url is this URL)",
+                         extra={"render": {"method": "POST", "url": api_url}})
 
 
 class FeatVisService:
@@ -85,7 +108,7 @@ class FeatVisService:
                 progress(step, value)
 
         def should_stop() -> bool:
-            return job is not None and self.jobs.yield_to_interactive(job)
+            return job is not None and self.jobs.yield_to_interactive(job, low=job.low_priority)
 
         module = self._private_copy(lm)  # hours of hooks must not slow or disturb the served module
         result = fv.render(module, p.mean, p.std, obj, s, input_size=p.crop, progress=on_progress,
@@ -114,10 +137,12 @@ class FeatVisService:
         present = self.engine.store.cache_present([k + suffix for k in keys for suffix in (":png", ":json")])
         return [k + ":png" in present and k + ":json" in present for k in keys]
 
-    def start_many(self, lm: LoadedModel, todo: list[fv.Objective], s: fv.Settings, page_url: str | None = None) -> Job | None:
+    def start_many(self, lm: LoadedModel, todo: list[fv.Objective], s: fv.Settings, page_url: str | None = None, *,
+                   lane: str = "render") -> Job | None:
         """One background job that renders ``todo`` (a layer's missing pictures, ahead of class), one after
         the other, skipping any rendered meanwhile; its steps count pictures, its preview is the latest.
-        None when there is nothing to do."""
+        None when there is nothing to do. ``lane``: the job queue's lane (the first start's renders run in
+        the low-priority one)."""
         if not todo:
             return None
         key = "featvis-many:" + "|".join(self.key(lm, o, s) for o in (todo[0], todo[-1])) + f":{len(todo)}"
@@ -133,7 +158,7 @@ class FeatVisService:
                     job.preview = images_png(result.images)
                 job.progress(i + 1)
 
-        job = self.jobs.submit("featvis-many", key, work, total=len(todo), params={
+        job = self.jobs.submit("featvis-many", key, work, lane=lane, total=len(todo), params={
             "model": lm.name, "layer": todo[0].layer, "objectives": [o.describe() for o in todo],
             "steps": s.steps, "seed": s.seed})
         job.result_url = f"/api/models/{lm.name}/featvis?layer={todo[0].layer}"

@@ -1,4 +1,4 @@
-"""JSON faces of the stored photos: upload, list, metadata, the picture itself, delete."""
+"""JSON faces of the stored photos: upload, list, metadata, the picture itself (original or web-sized), delete."""
 
 from __future__ import annotations
 
@@ -10,10 +10,15 @@ from fastapi.responses import JSONResponse, Response
 from app.core.imaging import png_bytes
 from app.deps import EngineDep, ServicesDep
 from app.features.images.schemas import ImageOut, image_out
-from app.http.responses import ERRORS, PNG, UPLOAD_ERRORS, ImageId, ModelQ
+from app.features.images.service import SizeName, rendition
+from app.http.responses import BINARY, ERRORS, PNG, UPLOAD_ERRORS, ImageId, ModelQ
 from app.http.uploads import ensure_single_file, read_upload
+from app.runtime.blocking import run_blocking
 
 router = APIRouter(prefix="/api", tags=["api"])
+WEBP = {"content": {"image/webp": {"schema": BINARY}}}
+SizeQ = Annotated[SizeName | None, Query(description="thumb (lists, galleries), display or display2x (the photo page, "
+                                                       "1x and 2x screens): a WebP; without it the stored original")]
 
 
 @router.post("/images", status_code=201, response_model=ImageOut, responses={
@@ -40,18 +45,22 @@ async def get_image(engine: EngineDep, image_id: ImageId) -> ImageOut:
     return image_out(engine.image(image_id))
 
 
-@router.get("/images/{image_id}/file", responses={**ERRORS, 200: PNG}, response_class=Response,
-            summary="The stored picture (PNG), or with `model` the network's input crop")
-async def get_image_file(request: Request, engine: EngineDep, image_id: ImageId, model: ModelQ = None) -> Response:
+@router.get("/images/{image_id}/file", responses={**ERRORS, 200: {"content": {**PNG["content"], **WEBP["content"]}}},
+            response_class=Response,
+            summary="The stored picture (PNG); with `size` a WebP the size a page shows it; with `model` the network's input")
+async def get_image_file(request: Request, engine: EngineDep, image_id: ImageId, model: ModelQ = None,
+                         size: SizeQ = None) -> Response:
     rec = engine.image(image_id)
     # A user's photo: cached by this browser only, and checked again each time (a deleted photo disappears).
-    etag = f'"{rec.sha256[:32]}{"-" + model if model else ""}"'
+    etag = f'"{rec.sha256[:32]}{"-" + model if model else "-" + size if size else ""}"'
     headers = {"Cache-Control": "private, no-cache", "ETag": etag}
     if request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers=headers)
-    if model is None:
-        return Response(engine.store.image_png(rec), media_type="image/png", headers=headers)
-    return Response(png_bytes(engine.network_input(engine.model(model), rec)), media_type="image/png", headers=headers)
+    if model is not None:
+        return Response(png_bytes(engine.network_input(engine.model(model), rec)), media_type="image/png", headers=headers)
+    if size is not None:
+        return Response(await run_blocking(rendition, engine, rec, size), media_type="image/webp", headers=headers)
+    return Response(engine.store.image_png(rec), media_type="image/png", headers=headers)
 
 
 @router.delete("/images/{image_id}", status_code=204, responses=ERRORS, response_class=Response,

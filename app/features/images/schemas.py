@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from app.store.database import ImageRecord
 
 
 class ImageOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"id": "0aacbbeb7c4dc1ce",
+         "width": 96,
+         "height": 72,
+         "sha256": "0aacbbeb7c4dc1ced9aec737eac39f8f6438054c4db36276f72d995db1a743d7",
+         "original_width": 96,
+         "original_height": 72,
+         "format": "JPEG",
+         "filename": "cat.jpg",
+         "created": 1797000000.0,
+         "url": "/api/images/0aacbbeb7c4dc1ce/file"}
+    ]})
+
     id: str
     width: int
     height: int

@@ -10,7 +10,7 @@ from fastapi.responses import Response
 from app.deps import JobsDep
 from app.features.jobs.schemas import JobOut, JobsOut, job_out
 from app.features.jobs.service import JobNotFound, find_job
-from app.http.responses import ERRORS
+from app.http.responses import ERRORS, PNG
 
 router = APIRouter(prefix="/api", tags=["jobs"])
 JobId = Annotated[str, Path(max_length=64)]
@@ -34,7 +34,7 @@ async def cancel_job(jobs: JobsDep, job_id: JobId) -> JobOut:
     return job_out(find_job(jobs, job_id, cancel=True))
 
 
-@router.get("/jobs/{job_id}/preview.png", responses={404: ERRORS[404], 200: {"content": {"image/png": {}}}},
+@router.get("/jobs/{job_id}/preview.png", responses={404: ERRORS[404], 200: PNG},
             response_class=Response, summary="The latest intermediate picture of a job (feature visualization)")
 async def job_preview(jobs: JobsDep, job_id: JobId) -> Response:
     job = find_job(jobs, job_id)

@@ -4,12 +4,22 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from app.jobs import Job
 
+JOB_EXAMPLE = {
+    "id": "3f9c2a1b7d4e", "kind": "featvis", "state": "running", "done": 64, "total": 256, "percent": 25.0,
+    "resumed_from": 0, "rate": 41.5, "eta_s": 4.6, "value": 3.12, "message": "", "error": None,
+    "params": {"model": "cifarnet", "objective": "channel 7 of conv2", "steps": 256, "seed": 0},
+    "created": 1765000000.0, "started": 1765000000.1, "finished": None, "url": "/api/jobs/3f9c2a1b7d4e",
+    "result_url": "/api/models/cifarnet/layers/conv2/channels/7/featvis",
+    "page_url": "/models/cifarnet/layers/conv2/channels/7/featvis", "preview_url": "/api/jobs/3f9c2a1b7d4e/preview.png"}
+
 
 class JobOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [JOB_EXAMPLE]})
+
     id: str
     kind: str = Field(description="index, featvis (one picture) or featvis-many (a layer's missing pictures)")
     state: Literal["queued", "running", "done", "failed", "cancelled"]
@@ -33,7 +43,21 @@ class JobOut(BaseModel):
 
 
 class JobsOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"jobs": [JOB_EXAMPLE]}]})
+
     jobs: list[JobOut]
+
+
+class AcceptedOut(BaseModel):
+    """The 202 of a request that started (or joined) a job; Location holds the job's URL."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"status": "queued", "job": {**JOB_EXAMPLE, "state": "queued"}, "job_url": "/api/jobs/3f9c2a1b7d4e"}]})
+
+    status: Literal["queued", "running", "done", "failed", "cancelled"] = Field(description="the job's state")
+    job: JobOut
+    job_url: str = Field(description="the job (also in Location): poll it until its state is done, then follow "
+                                     "its result_url")
 
 
 def job_out(job: Job) -> JobOut:

@@ -40,8 +40,8 @@ from app.features.lecture.schemas import (
     PoolOut,
     PoolWindowOut,
 )
-from app.features.lecture.service import filter_photo, model_table
-from app.http.responses import PNG, Problem
+from app.features.lecture.service import filter_photo, filter_photo_jpeg, model_table
+from app.http.responses import BINARY, PNG, Problem
 
 router = APIRouter(prefix="/api/lecture", tags=["lecture"])
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -178,22 +178,25 @@ def _photo_response(res: L.FilteredPhoto, png: bytes, fmt: str) -> Response:
             filter=_filter_out(res.filter), width=int(res.output.shape[1]), height=int(res.output.shape[0]),
             display=res.display, lo=res.lo, hi=res.hi, min=float(res.output.min()), max=float(res.output.max()),
             png=png_data_uri(png)).model_dump())
+    if fmt == "jpeg":
+        return Response(png, media_type="image/jpeg", headers={"Cache-Control": "public, max-age=3600"})
     return Response(png, media_type="image/png", headers={"Cache-Control": "public, max-age=3600"})
 
 
-@router.get("/filter-photo", responses={**PHOTO_ERRORS, 200: {**PNG, "model": FilterPhotoOut}}, response_class=Response,
-            summary="A hand-made filter applied to a photo (grey levels): PNG, or JSON with the scale")
+@router.get("/filter-photo", responses={**PHOTO_ERRORS, 200: {"content": {**PNG["content"], "image/jpeg": {"schema": BINARY}},
+                                                                  "model": FilterPhotoOut}}, response_class=Response,
+            summary="A hand-made filter applied to a photo (grey levels): PNG, JPEG (for a page), or JSON with the scale")
 async def api_filter_photo_get(engine: EngineDep, image: Annotated[str | None, Query(max_length=64)] = None,
                                filter: Annotated[str, Query(max_length=32)] = "vertical_edges",
-                               format: Literal["png", "json"] = "png",
+                               format: Literal["png", "json", "jpeg"] = "png",
                                lang: LangQ = None) -> Response:
     """``image`` is an id from ``POST /api/images`` (default: the lecture's photo). Signed outputs (edges)
     are drawn with viridis, −m dark, 0 in the middle, +m bright; intensities in grey."""
     flt = L.hand_filter(filter)
     if image:
         engine.image(image)  # an unknown id: 404 before any work
-    res, png = await engine.gate.run(filter_photo, engine, image, flt)
-    return _photo_response(res, png, format)
+    res, data = await engine.gate.run(filter_photo_jpeg if format == "jpeg" else filter_photo, engine, image, flt)
+    return _photo_response(res, data, format)
 
 
 @router.post("/filter-photo", responses={**PHOTO_ERRORS, 200: {**PNG, "model": FilterPhotoOut}}, response_class=Response,

@@ -150,8 +150,8 @@ async def lecture_3(request: Request, engine: EngineDep) -> HTMLResponse:
     return page(request, 3, "lecture/s3.html", {
         "errors": inp.errors, "names": names, "name": name, "flt": flt, "res": res, "image": image,
         "recent": engine.store.list_images(6),
-        "src": link("/api/lecture/filter-photo", [("filter", name)] + q, "en"),
-        "grey_src": link("/api/lecture/filter-photo", [("filter", "identity")] + q, "en"),
+        "src": link("/api/lecture/filter-photo", [("filter", name), ("format", "jpeg")] + q, "en"),
+        "grey_src": link("/api/lecture/filter-photo", [("filter", "identity"), ("format", "jpeg")] + q, "en"),
         "filter_url": lambda nm: link("/lecture/3", [("filter", nm)] + q, lang_of(request)),
         "image_url": lambda im: link("/lecture/3", [("filter", name), ("image", im)], lang_of(request)),
         "prev_filter": names[i - 1] if i > 0 else None, "next_filter": names[i + 1] if i + 1 < len(names) else None,

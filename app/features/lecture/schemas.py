@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 Num = int | Annotated[float, Field(allow_inf_nan=False)]
 RowIn = Annotated[list[Num], Field(max_length=256)]
@@ -34,6 +34,17 @@ class Conv2dIn(BaseModel):
 
 
 class OutputSizeOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"n": 32,
+         "f": 5,
+         "p": 0,
+         "s": 1,
+         "padded": 32,
+         "size": 28,
+         "exact": True,
+         "formula": "⌊(32 + 2·0 − 5)/1⌋ + 1 = 28"}
+    ]})
+
     n: int
     f: int
     p: int
@@ -57,6 +68,42 @@ class ConvStepOut(BaseModel):
 
 
 class Conv2dOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"input": [[1, 7], [3, 8]],
+         "kernel": [[3, 3, 5], [2, 1, 1]],
+         "padding": 0,
+         "stride": 1,
+         "padded": [[1, 7], [3, 8]],
+         "output": [[107, 156], [108, 124]],
+         "output_shape": [6, 6],
+         "output_size": {"n": 8,
+                         "f": 3,
+                         "p": 0,
+                         "s": 1,
+                         "padded": 8,
+                         "size": 6,
+                         "exact": True,
+                         "formula": "⌊(8 + 2·0 − 3)/1⌋ + 1 = 6"},
+         "steps": [{"index": 0,
+                    "row": 0,
+                    "col": 0,
+                    "top": 0,
+                    "left": 0,
+                    "window": [[1, 7, 7], [3, 8, 6]],
+                    "products": [[3, 21, 35], [6, 8, 6]],
+                    "sum": 107,
+                    "expression": "1·3 + 3·2 + 4·3 + 7·3 + 8·1 + 7·0 + 7·5 + 6·1 + 4·4 = 107"},
+                   {"index": 1,
+                    "row": 0,
+                    "col": 1,
+                    "top": 0,
+                    "left": 1,
+                    "window": [[7, 7, 8], [8, 6, 3]],
+                    "products": [[21, 21, 40], [16, 6, 3]],
+                    "sum": 156,
+                    "expression": "7·3 + 8·2 + 7·3 + 7·3 + 6·1 + 4·0 + 8·5 + 3·1 + 7·4 = 156"}]}
+    ]})
+
     input: Matrix
     kernel: Matrix
     padding: int
@@ -108,6 +155,27 @@ class PixelOut(BaseModel):
 
 
 class Conv3dOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"output_shape": [2, 2, 1],
+         "partial_sums": [[[[0, -1], [-2, 0]], [[2, 1], [2, 1]]]],
+         "pre_activation": [[[4, 0], [1, 2]]],
+         "output": [[[4, 0], [1, 2]]],
+         "pixel": {"row": 0,
+                   "col": 0,
+                   "filters": [{"filter": 0,
+                                "channels": [{"channel": 0,
+                                              "window": [[1, 2], [0, 1]],
+                                              "weights": [[1, 0], [0, -1]],
+                                              "partial": 0},
+                                             {"channel": 1,
+                                              "window": [[0, 1], [1, 0]],
+                                              "weights": [[0, 1], [1, 0]],
+                                              "partial": 2}],
+                                "bias": -1,
+                                "pre_activation": 4,
+                                "output": 4}]}}
+    ]})
+
     output_shape: list[int] = Field(description="[h', w', K]: one 2D map per filter")
     partial_sums: list[list[Matrix]] = Field(description="K × c × h' × w': each channel's share")
     pre_activation: list[Matrix] = Field(description="K × h' × w': conv + bias")
@@ -137,6 +205,19 @@ class PoolWindowOut(BaseModel):
 
 
 class PoolOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"mode": "max",
+         "size": 2,
+         "stride": 2,
+         "output": [[8, 7], [7, 7]],
+         "output_shape": [2, 2],
+         "windows": [{"row": 0, "col": 0, "top": 0, "left": 0, "values": [[1, 7], [3, 8]], "result": 8},
+                     {"row": 0, "col": 1, "top": 0, "left": 2, "values": [[7, 2], [6, 3]], "result": 7}],
+         "upsample": 2,
+         "upsampled": [[8, 8, 7, 7], [8, 8, 7, 7]],
+         "parameters": 0}
+    ]})
+
     mode: Literal["max", "avg"]
     size: int
     stride: int
@@ -149,6 +230,23 @@ class PoolOut(BaseModel):
 
 
 class FcParamsOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"width": 32,
+         "height": 32,
+         "channels": 3,
+         "hidden": 100,
+         "inputs": 3072,
+         "fc_weights": 307200,
+         "fc_biases": 100,
+         "fc_total": 307300,
+         "fc_formula": "32·32·3·H = 3,072·H",
+         "conv_f": 5,
+         "conv_k": 6,
+         "conv_params": 456,
+         "conv_formula": "(5·5·3 + 1)·6 = 456",
+         "ratio": 673.9}
+    ]})
+
     width: int
     height: int
     channels: int
@@ -178,6 +276,32 @@ class CnnLayerOut(BaseModel):
 
 
 class CnnShapesOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"n": 32,
+         "f1": 3,
+         "f2": 3,
+         "m": 100,
+         "layers": [{"name": "input",
+                     "kind": "input",
+                     "shape": [32, 32, 1],
+                     "parameters": 0,
+                     "formula": "0",
+                     "filters": None,
+                     "f": None,
+                     "padding": None,
+                     "stride": None},
+                    {"name": "conv1",
+                     "kind": "conv",
+                     "shape": [32, 32, 3],
+                     "parameters": 30,
+                     "formula": "(3·3·1 + 1)·3",
+                     "filters": 3,
+                     "f": 3,
+                     "padding": 1,
+                     "stride": 1}],
+         "total": 129280}
+    ]})
+
     n: int
     f1: int
     f2: int
@@ -195,12 +319,31 @@ class ParamRowOut(BaseModel):
 
 
 class ParamTableOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"model": "lecture-net",
+         "rows": [{"name": "conv1",
+                   "type": "Conv2d",
+                   "parameters": 608,
+                   "formula": "(5·5·3 + 1)·8",
+                   "output_shape": [8, 28, 28]},
+                  {"name": "pool1",
+                   "type": "MaxPool2d",
+                   "parameters": 0,
+                   "formula": None,
+                   "output_shape": [8, 14, 14]}],
+         "total": 62958}
+    ]})
+
     model: str
     rows: list[ParamRowOut]
     total: int = Field(description="Σ p.numel() over the model's parameters")
 
 
 class HandFilterOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"name": "vertical_edges", "kernels": [[[1, 0, -1], [1, 0, -1]]], "divisor": 1, "display": "signed"}
+    ]})
+
     name: str
     kernels: list[Matrix]
     divisor: int
@@ -215,6 +358,18 @@ class FilterPhotoIn(BaseModel):
 
 
 class FilterPhotoOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"filter": {"name": "vertical_edges", "kernels": [[[1, 0, -1], [1, 0, -1]]], "divisor": 1, "display": "signed"},
+         "width": 384,
+         "height": 384,
+         "display": "signed",
+         "lo": -1.584,
+         "hi": 1.584,
+         "min": -2.694,
+         "max": 2.89,
+         "png": "data:image/png;base64,iVBORw0KGgoAAAANSU..."}
+    ]})
+
     filter: HandFilterOut
     width: int
     height: int

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from app.core.zoo import LoadedModel
 
@@ -19,7 +19,13 @@ class LayerOut(BaseModel):
     padding: list[int] | None = None
 
 
+_SUMMARY_EXAMPLE = {"name": "lenet", "title": "lenet (random weights)", "source": "test", "input_size": [3, 32, 32],
+                    "num_classes": 10, "parameters": 62958, "test_accuracy": None}
+
+
 class ModelSummary(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [_SUMMARY_EXAMPLE]})
+
     name: str
     title: str
     source: str
@@ -30,6 +36,32 @@ class ModelSummary(BaseModel):
 
 
 class ModelDetail(ModelSummary):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {**_SUMMARY_EXAMPLE,
+         "categories": ["airplane", "automobile"],
+         "first_conv": "conv1",
+         "weights_sha256": "764709e90e87f32bed911e2f1f824f64d242b55acf2be7a5dfae0cafb25584a5",
+         "preprocessing": {"resize_shorter_side": 32,
+                           "center_crop": 32,
+                           "mean": [0.4914, 0.4822],
+                           "std": [0.247, 0.2435]},
+         "layers": [{"name": "conv1",
+                     "type": "Conv2d",
+                     "output_shape": [8, 28, 28],
+                     "parameters": 608,
+                     "kernel_size": [5, 5],
+                     "stride": [1, 1],
+                     "padding": [0, 0]},
+                    {"name": "relu1",
+                     "type": "ReLU",
+                     "output_shape": [8, 28, 28],
+                     "parameters": 0,
+                     "kernel_size": None,
+                     "stride": None,
+                     "padding": None}],
+         "card": {"test_accuracy": None}}
+    ]})
+
     categories: list[str]
     first_conv: str
     weights_sha256: str
@@ -39,6 +71,16 @@ class ModelDetail(ModelSummary):
 
 
 class FiltersOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"model": "lenet",
+         "layer": "conv1",
+         "shape": [8, 3, 5, 5],
+         "min": -0.1142,
+         "max": 0.1153,
+         "values": [[[[0.0595, -0.05097], [0.06925, -0.02376]], [[0.005529, 0.06883], [0.03226, 0.1095]]],
+                    [[[0.02539, 0.04198], [-0.08119, -0.08712]], [[0.1058, -0.02136], [-0.0982, 0.1108]]]]}
+    ]})
+
     model: str
     layer: str
     shape: list[int] = Field(description="K, C, kh, kw")

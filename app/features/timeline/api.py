@@ -7,12 +7,14 @@ from typing import Annotated
 from fastapi import APIRouter, Path
 
 from app.deps import EngineDep
+from app.features.timeline.schemas import SnapshotsOut
 from app.http.responses import ERRORS
 
 router = APIRouter(prefix="/api", tags=["snapshots"])
 
 
-@router.get("/models/{model}/snapshots", responses=ERRORS, summary="The training snapshots of a model (read-only variants)")
+@router.get("/models/{model}/snapshots", response_model=SnapshotsOut, responses=ERRORS,
+            summary="The training snapshots of a model (read-only variants)")
 async def list_snapshots(engine: EngineDep, model: Annotated[str, Path(max_length=64)]) -> dict[str, object]:
     zoo = engine.zoo
     snaps = zoo.snapshots(model)
