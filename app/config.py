@@ -6,6 +6,7 @@ import os
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -116,6 +117,26 @@ class Settings(BaseSettings):
     # Privacy.
     retention_hours: float = Field(168, ge=0, description="delete uploads (and their cached results) older than "
                                    "this many hours (default: 7 days); 0 = keep forever")
+
+    # Scaling out: several workers (and machines) share the database and the blob folder.
+    database_url: str | None = Field(None, description="PostgreSQL for the store's metadata and the jobs "
+                                     "(postgresql://user:password@host/db, psycopg 3); unset: SQLite in data_dir")
+    workers: int = Field(1, ge=1, le=64, description="worker processes serving (set by `convscope serve --workers`)")
+    job_store: Literal["auto", "memory", "database"] = Field("auto", description="where jobs and their queue live: "
+                                                             "auto = in the database when several workers or "
+                                                             "a database_url share it, else in this process")
+    job_lease_s: float = Field(30.0, gt=0, description="a worker renews the lease on the job it runs; when it dies, "
+                               "another worker takes the job over after this long")
+    index_checkpoint_s: float = Field(30.0, ge=0, description="an index build saves a checkpoint this often (seconds)")
+    index_throttle_s: float = Field(0.0, ge=0, description="pause after each batch of an index build (seconds)")
+    index_batch_size: int = Field(0, ge=0, description="images per batch of an index build; 0: chosen by memory")
+
+    @property
+    def shared_jobs(self) -> bool:
+        """Jobs live in the database (shared by workers) rather than in this process."""
+        if self.job_store != "auto":
+            return self.job_store == "database"
+        return self.workers > 1 or bool(self.database_url)
 
 
 @lru_cache

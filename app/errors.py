@@ -102,6 +102,32 @@ def validation_text(errors: Sequence[Any], lang: str) -> tuple[str, list[dict[st
     return _("err.invalid_request", details=details), list(seen.values())
 
 
+# Where the full list of each kind of name is (``{owner}``: the model a layer or class was looked up in).
+LIST_URLS = {"model": "/api/models", "layer": "/api/models/{owner}", "class": "/api/models/{owner}",
+             "image": "/api/images", "job": "/api/jobs", "snapshot": "/api/models/{owner}/snapshots"}
+
+
+def _not_found(exc: NotFoundError, lang: str) -> Problem:
+    """404 ``unknown_<kind>``: the closest names (did_you_mean), a short list (valid), and when the names
+    are many, how many there are (count) and where all of them are (list_url)."""
+    _ = i18n.translator(lang)
+    extra: dict[str, Any] = {"valid": exc.shown} if exc.valid else {}
+    if exc.suggestions:
+        extra["did_you_mean"] = exc.suggestions
+    detail = str(exc)
+    url = LIST_URLS.get(exc.kind)
+    if url and "{owner}" in url:
+        url = url.format(owner=exc.owner) if exc.owner else None
+    if len(exc.valid) > len(exc.shown):
+        extra["count"] = len(exc.valid)
+        if url:
+            extra["list_url"] = url
+            detail += f"; GET {url} lists them all"
+    if lang != i18n.DEFAULT_LANG and i18n.has(f"err.unknown_{exc.kind}"):
+        detail = _(f"err.unknown_{exc.kind}", name=exc.name, id=exc.name, valid=", ".join(exc.shown))
+    return Problem(404, f"unknown_{exc.kind}", detail, extra)
+
+
 def problem_of(exc: Exception, request: Request) -> Problem:
     """The one mapping from an exception to what the client is told."""
     lang = lang_of(request)
@@ -111,11 +137,7 @@ def problem_of(exc: Exception, request: Request) -> Problem:
     if isinstance(exc, LectureError):
         return Problem(422, exc.code, lecture_error_text(exc, lang))
     if isinstance(exc, NotFoundError):
-        extra = {"valid": exc.valid} if exc.valid else {}
-        detail = str(exc)
-        if lang != i18n.DEFAULT_LANG and i18n.has(f"err.unknown_{exc.kind}"):
-            detail = _(f"err.unknown_{exc.kind}", name=exc.name, id=exc.name, valid=", ".join(exc.valid))
-        return Problem(404, f"unknown_{exc.kind}", detail, extra)
+        return _not_found(exc, lang)
     if isinstance(exc, ImageError):
         translated = lang != i18n.DEFAULT_LANG and i18n.has(f"err.image.{exc.code}")
         return Problem(exc.status, exc.code, _(f"err.image.{exc.code}") if translated else str(exc))
@@ -123,7 +145,9 @@ def problem_of(exc: Exception, request: Request) -> Problem:
         return Problem(503, "overloaded", str(exc), headers={"Retry-After": str(exc.retry_after)})
     if isinstance(exc, RequestValidationError):
         text, errors = validation_text(exc.errors(), lang)
-        return Problem(422, "invalid_request", text, {"errors": errors})
+        known = next((e["ctx"]["known"] for e in exc.errors() if e.get("type") == "extra_forbidden"
+                      and "known" in (e.get("ctx") or {})), None)  # app.http.responses.StrictBody
+        return Problem(422, "invalid_request", text, {"errors": errors, **({"valid": known.split(", ")} if known else {})})
     if isinstance(exc, StarletteHTTPException):
         msg = exc.detail if isinstance(exc.detail, str) else "error"
         if exc.status_code == 404 and msg == "Not Found":

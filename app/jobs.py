@@ -3,9 +3,13 @@ fields and states, is kept behind a small storage interface, and runs in a lane 
 
 A job's work is a function ``work(job)`` that reports progress with :meth:`Job.progress`, checks
 :attr:`Job.cancel_requested` between steps (or calls :meth:`Job.check_cancelled`), and may set
-:attr:`Job.result_url`. Each lane runs one job at a time in its own thread, on the lead thread's
-intra-op threads when it is free (:mod:`app.runtime.compute`); a lane with too many queued jobs refuses
-new ones (503 + Retry-After). Jobs yield to interactive requests between steps. The low-priority lane
+:attr:`Job.result_url`. Each kind registers a factory (:func:`factory`: ``(services, args) -> work``), so
+that any worker re-creates a job's work from its stored kind and ``args``: with a shared store
+(:class:`app.store.jobs_db.SqlJobStore`) jobs and the queue live in the database, a worker claims a job
+with a lease it renews, and another worker takes the job over when the lease runs out. Each lane runs
+one job at a time in its own thread, on the lead thread's intra-op threads when it is free
+(:mod:`app.runtime.compute`); a lane with too many queued jobs refuses new ones (503 + Retry-After). Jobs yield
+to interactive requests between steps. The low-priority lane
 (:data:`LOW_PRIORITY`: what a fresh install builds at its first start) runs on one intra-op thread at
 the lowest CPU priority, and resumes only after interactive requests left the gates quiet for a moment.
 """
@@ -15,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import os
 import queue
+import socket
 import sys
 import threading
 import time
@@ -22,6 +27,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any, Protocol
 
 from app.runtime import compute
@@ -59,6 +65,11 @@ class Job:
     cancel_requested: bool = False
     preview: bytes | None = field(default=None, repr=False)  # latest intermediate picture (PNG)
     lane: str = ""  # the queue's lane it runs in
+    args: dict[str, Any] = field(default_factory=dict, repr=False)  # what the kind's factory needs (not public)
+    owner: str | None = field(default=None, repr=False)  # the worker that runs it (shared store)
+    lease_until: float | None = field(default=None, repr=False)
+    attempts: int = field(default=0, repr=False)  # how often a worker claimed it
+    lost: bool = field(default=False, repr=False)  # another worker took it over (its lease ran out)
 
     @property
     def low_priority(self) -> bool:
@@ -109,7 +120,8 @@ class Job:
 
 
 class JobStore(Protocol):
-    """Where jobs are kept. In memory today; a database-backed store lets several workers share them."""
+    """Where jobs are kept: in this process (:class:`MemoryJobStore`), or in the database that several
+    workers share (:class:`app.store.jobs_db.SqlJobStore`, whose ``shared`` is True)."""
 
     def add(self, job: Job) -> None: ...
 
@@ -149,9 +161,23 @@ class MemoryJobStore:
 
 
 Work = Callable[[Job], None]
+Factory = Callable[[Any, dict[str, Any]], Work]  # (services, args) -> work
+FACTORIES: dict[str, Factory] = {}
 
 
-def _lowest_priority() -> None:
+def factory(kind: str) -> Callable[[Factory], Factory]:
+    """Register how the work of jobs of ``kind`` is made from their ``args`` (JSON) in any worker."""
+    def register(fn: Factory) -> Factory:
+        FACTORIES[kind] = fn
+        return fn
+    return register
+
+
+class UnknownJobKind(LookupError):
+    """A job whose kind has no registered factory in this worker."""
+
+
+def lowest_priority() -> None:
     """Give the calling thread the lowest CPU priority (Linux: a thread's own nice value, 19), so that
     the scheduler hands a core to interactive work first; elsewhere nothing changes."""
     if sys.platform.startswith("linux"):
@@ -160,32 +186,73 @@ def _lowest_priority() -> None:
 
 
 class JobQueue:
-    """Runs submitted jobs, one at a time per lane, each lane in its own daemon thread."""
+    """Runs submitted jobs, one at a time per lane, each lane in its own daemon thread.
+
+    With a :class:`MemoryJobStore` a lane is a queue in this process. With a shared store every worker's
+    lane threads claim the lane's queued jobs from the database (oldest first), and a heartbeat thread
+    writes the progress of the jobs this worker runs and renews their leases."""
+
+    LANES = ("render", "index", LOW_PRIORITY)  # the lanes a worker of a shared queue watches from the start
 
     def __init__(self, gate: Gate, store: JobStore | None = None, *, max_queued: int = 8,
-                 also_interactive: tuple[Gate, ...] = (), quiet_s: float = 1.0) -> None:
+                 also_interactive: tuple[Gate, ...] = (), quiet_s: float = 1.0, lease_s: float = 30.0,
+                 poll_s: float = 0.5) -> None:
         self.gate = gate
         self.gates = (gate, *also_interactive)  # interactive work (forward passes, uploads) passes these
         self.quiet_s = quiet_s  # low-priority jobs resume only after the gates were idle this long
         self.store: JobStore = store or MemoryJobStore()
+        self.shared = bool(getattr(self.store, "shared", False))
         self.max_queued = max_queued
+        self.lease_s, self.poll_s = lease_s, poll_s
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.context: Any = SimpleNamespace()  # what factories get: the services (they add themselves)
         self._lock = threading.Lock()
-        self._lanes: dict[str, queue.Queue[tuple[Job, Work] | None]] = {}
+        self._lanes: dict[str, queue.Queue[tuple[Job, Work | None] | None]] = {}
+        self._wake: dict[str, threading.Event] = {}
         self._threads: list[threading.Thread] = []
+        self._running: dict[str, Job] = {}  # the jobs this worker runs now (shared store)
+        self._closing = threading.Event()
 
-    def submit(self, kind: str, key: str, work: Work, *, lane: str = "render", total: int = 0,
-               params: dict[str, Any] | None = None) -> Job:
-        """Queue ``work(job)`` unless a job with the same key is active (that one is returned)."""
+    def provide(self, **services: Any) -> None:
+        """Make services available to the factories (``services.examples``, ``services.featvis``...)."""
+        for name, svc in services.items():
+            setattr(self.context, name, svc)
+
+    def start(self) -> None:
+        """Shared store: start watching the usual lanes (jobs other workers queued, or left behind)."""
+        if self.shared:
+            for lane in self.LANES:
+                self._lane(lane)
+
+    def submit(self, kind: str, key: str, work: Work | None = None, *, lane: str = "render", total: int = 0,
+               params: dict[str, Any] | None = None, args: dict[str, Any] | None = None,
+               result_url: str | None = None, page_url: str | None = None) -> Job:
+        """Queue a job unless one with the same key is active (that one is returned). Its work is ``work``
+        or, when None (always with a shared store), made by the factory of ``kind`` from ``args``."""
+        if (work is None or self.shared) and kind not in FACTORIES:
+            raise UnknownJobKind(f"no factory for jobs of kind {kind!r}")
         with self._lock:
             existing = self.store.active(key)
             if existing is not None:
                 return existing
             q = self._lane(lane)
-            if q.qsize() >= self.max_queued:
+            queued = (sum(1 for j in self.store.list() if j.lane == lane and j.state == "queued") if self.shared
+                      else q.qsize())
+            if queued >= self.max_queued:
                 raise Overloaded(retry_after=10)
-            job = Job(id=uuid.uuid4().hex[:16], kind=kind, key=key, total=total, params=dict(params or {}), lane=lane)
-            self.store.add(job)
-        q.put((job, work))
+            job = Job(id=uuid.uuid4().hex[:16], kind=kind, key=key, total=total, params=dict(params or {}), lane=lane,
+                      args=dict(args or {}), result_url=result_url, page_url=page_url)
+            try:
+                self.store.add(job)
+            except Exception:
+                existing = self.store.active(key) if self.shared else None
+                if existing is None:
+                    raise
+                return existing  # another worker queued the same job just now
+        if self.shared:
+            self._wake[lane].set()
+        else:
+            q.put((job, work))
         return job
 
     def get(self, job_id: str) -> Job | None:
@@ -200,6 +267,11 @@ class JobQueue:
 
     def cancel(self, job_id: str) -> Job | None:
         """Ask a job to stop (a queued one never starts); returns it, or None when unknown."""
+        if self.shared:
+            local = self._running.get(job_id)
+            if local is not None:
+                local.cancel_requested = True
+            return self.store.cancel(job_id)  # type: ignore[attr-defined]
         job = self.store.get(job_id)
         if job is not None and job.active:
             job.cancel_requested = True
@@ -226,39 +298,65 @@ class JobQueue:
         return any(g.waiting > 0 or g.busy > 0 or g.last_used > quiet_since for g in self.gates)
 
     def close(self) -> None:
-        """Cancel what is queued or running and let the lane threads end."""
+        """Cancel what is queued or running and let the lane threads end. With a shared store the jobs are
+        not cancelled: this worker stops them and hands them back to the queue for another worker."""
+        self._closing.set()
+        if self.shared:
+            for job in list(self._running.values()):
+                job.cancel_requested = True
+            for ev in self._wake.values():
+                ev.set()
+            return
         for job in self.store.list():
             self.cancel(job.id)
         with self._lock:
             for q in self._lanes.values():
                 q.put(None)
 
-    def _lane(self, name: str) -> queue.Queue[tuple[Job, Work] | None]:
+    def _lane(self, name: str) -> queue.Queue[tuple[Job, Work | None] | None]:
         q = self._lanes.get(name)
         if q is None:
             q = self._lanes[name] = queue.Queue()
-            t = threading.Thread(target=self._loop, args=(q, 1 if name == LOW_PRIORITY else None),
-                                 name=f"convscope-jobs-{name}", daemon=True)
+            self._wake[name] = threading.Event()
+            threads = 1 if name == LOW_PRIORITY else None
+            store: Any = self.store  # a shared one claims jobs (app.store.jobs_db.lane_loop)
+            target = (lambda: store.lane_loop(self, name, threads)) if self.shared else (lambda: self._loop(q, threads))
+            t = threading.Thread(target=target, name=f"convscope-jobs-{name}", daemon=True)
             self._threads.append(t)
             t.start()
+            if self.shared and not any(t.name == "convscope-jobs-lease" for t in self._threads):
+                hb = threading.Thread(target=store.heartbeat_loop, args=(self,), name="convscope-jobs-lease", daemon=True)
+                self._threads.append(hb)
+                hb.start()
         return q
 
-    @staticmethod
-    def _loop(q: queue.Queue[tuple[Job, Work] | None], threads: int | None = None) -> None:
+    def _work(self, job: Job, work: Work | None) -> None:
+        if work is None:
+            make = FACTORIES.get(job.kind)
+            if make is None:
+                raise UnknownJobKind(f"no factory for jobs of kind {job.kind!r} in this worker")
+            work = make(self.context, job.args)
+        work(job)
+
+    def _execute(self, job: Job, work: Work | None, threads: int | None) -> None:
+        """Run one job to its end state (in a lane thread)."""
+        job.state, job.started = "running", time.time()
+        try:
+            compute.lead().run(self._work, job, work, threads=threads)  # on the lead's intra-op threads when free
+            job.state = "cancelled" if job.cancel_requested else "done"
+        except JobCancelled:
+            job.state = "cancelled"
+        except Exception as e:  # reported to the client; the lane keeps going
+            job.state, job.error = "failed", str(e)
+            job.message = job.message or "failed"
+        finally:
+            job.finished = time.time()
+
+    def _loop(self, q: queue.Queue[tuple[Job, Work | None] | None], threads: int | None = None) -> None:
         if threads == 1:
-            _lowest_priority()
+            lowest_priority()
         while (item := q.get()) is not None:
             job, work = item
             if job.state == "cancelled":
                 continue
-            job.state, job.started = "running", time.time()
-            try:
-                compute.lead().run(work, job, threads=threads)  # on the lead's intra-op threads when it is free
-                job.state = "cancelled" if job.cancel_requested else "done"
-            except JobCancelled:
-                job.state = "cancelled"
-            except Exception as e:  # reported to the client; the lane keeps going
-                job.state, job.error = "failed", str(e)
-                job.message = job.message or "failed"
-            finally:
-                job.finished = time.time()
+            self._execute(job, work, threads)

@@ -70,7 +70,7 @@ def make_lifespan(settings: Settings, zoo: Zoo | None = None) -> Callable[[FastA
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.worker_threads
         pool = compute.install_executor(settings.worker_threads)
         the_zoo = zoo or await compute.run_async(lambda: _load_zoo(settings), threads=settings.torch_threads)
-        store = Store(settings.data_dir)
+        store = Store(settings.data_dir, settings.database_url)
         services = Services.build(settings, the_zoo, store)
         app.state.services = services
         _release_free_heap()

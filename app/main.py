@@ -12,6 +12,7 @@ from app.core.zoo import Zoo
 from app.errors import add_error_handlers
 from app.http.docs import add_docs
 from app.http.limits import SECURITY_HEADERS, BodyLimit, SecurityHeaders, UploadRateLimit
+from app.http.representation import add_conditional
 from app.http.security import HostAllowlist, SameOrigin, default_hosts
 from app.http.timeouts import BodyTimeout
 from app.lifespan import make_lifespan
@@ -23,7 +24,7 @@ def create_app(settings: Settings | None = None, *, zoo: Zoo | None = None) -> F
     """Build the application. ``zoo`` may be given (tests); otherwise the lifespan loads it."""
     settings = settings or get_settings()
     limits = (f"Uploads: at most {settings.max_upload_bytes:,} bytes, {settings.max_side:,} pixels a side and "
-              f"{settings.max_pixels:,} pixels in all; JPEG, PNG, WebP, BMP or GIF (first frame).")
+              f"{settings.max_pixels:,} pixels in all; JPEG, PNG, WebP, BMP, GIF (first frame), HEIC or AVIF.")
     app = FastAPI(
         title="convscope", version=__version__, lifespan=make_lifespan(settings, zoo),
         docs_url=None, redoc_url=None,  # /docs from app.http.docs: FastAPI's pages load Swagger UI from a CDN
@@ -44,6 +45,7 @@ def create_app(settings: Settings | None = None, *, zoo: Zoo | None = None) -> F
     app.add_middleware(HostAllowlist, allowed=settings.allowed_hosts or default_hosts("127.0.0.1"))
     app.add_middleware(SecurityHeaders, headers=SECURITY_HEADERS)
     add_error_handlers(app)
+    add_conditional(app)  # ETag, Cache-Control and 304 for deterministic answers (app.http.representation)
 
     for router in ROUTERS:
         app.include_router(router)

@@ -33,6 +33,7 @@ from app.features.models import pages as models_pages
 from app.features.overview import api as overview_api
 from app.features.overview import pages as overview_pages
 from app.features.privacy import pages as privacy_pages
+from app.features.samples import pages as samples_pages
 from app.features.timeline import api as timeline_api
 from app.features.timeline import pages as timeline_pages
 
@@ -42,6 +43,7 @@ ROUTERS: list[APIRouter] = [
     models_pages.router,
     images_api.router,
     images_pages.router,
+    samples_pages.router,
     analysis_api.router,
     analysis_pages.router,
     overview_api.router,

@@ -19,7 +19,7 @@ def upload(page, live_server: str, photo: Path, data: bytes, model: str) -> None
     photo.write_bytes(data)
     page.goto(f"{live_server}/?model={model}")
     page.set_input_files("#file-input", str(photo))
-    page.click("button[type=submit]")
+    page.click("#upload-form button[type=submit]")
     page.wait_for_url("**/images/**")
 
 

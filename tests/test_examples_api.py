@@ -99,13 +99,13 @@ def test_missing_building_ready(ex_client: TestClient) -> None:
     assert r.status_code == 200 and [x["box"] for x in r.json()["examples"]] == [[0, 0, 32, 32]] * 3
     r = c.get("/api/models/lenet/layers/fc3/channels/5/examples")
     assert r.status_code == 200 and r.json()["kind"] == "vector"
-    # unknown model / layer / channel: 404 saying what exists; a bad mode: 422
+    # unknown model / layer: 404 saying what exists; a channel out of range, a bad mode: 422
     r = c.get("/api/models/nope/layers/conv2/channels/3/examples")
     assert r.status_code == 404 and "lenet" in r.json()["detail"]
     r = c.get("/api/models/lenet/layers/nope/channels/3/examples")
     assert r.status_code == 404 and "conv2" in r.json()["detail"]
-    r = c.get("/api/models/lenet/layers/conv2/channels/16/examples")
-    assert r.status_code == 404 and "0 to 15" in r.json()["detail"]
+    r = c.get("/api/models/lenet/layers/conv2/channels/16/examples")  # the same answer as on every route
+    assert r.status_code == 422 and r.json()["code"] == "bad_parameter" and "0 to 15" in r.json()["detail"]
     assert c.get(EX, params={"mode": "nope"}).status_code == 422
     assert c.get("/api/indexes/nope").status_code == 404
     r = c.post("/api/indexes", json={"model": "lenet", "dataset": "/etc"})
@@ -127,7 +127,7 @@ def test_missing_building_ready(ex_client: TestClient) -> None:
             assert "<html" not in part.text, url
     es = c.get("/models/lenet/layers/conv2/channels/3/examples?lang=es", headers={"HX-Request": "true"})
     assert "Ejemplos de máxima activación" in es.text and "ex." not in es.text.replace("ex.png", "")
-    assert c.get("/models/lenet/layers/conv2/channels/99").status_code == 404
+    assert c.get("/models/lenet/layers/conv2/channels/99").status_code == 422
     # the overview's images are real PNG crops
     assert c.get("/api/models/lenet/layers/conv1/channels/0/examples/0.png").status_code == 200
 

@@ -44,17 +44,24 @@ def test_card_accuracy_is_reproduced(name: str, test_split):
     lm = load_model(our_model_spec(ROOT / "models" / name))
     pre = lm.spec.preprocess
     correct = torch.zeros(len(card["classes"]))
+    n = len(correct)
+    cm = torch.zeros(n * n, dtype=torch.long)
     with torch.inference_mode():
         for i in range(0, len(images), 500):
             x = torch.cat([pre.tensor(im) for im in images[i:i + 500]])
             pred = lm.module(x).argmax(1)
             y = labels[i:i + 500]
             correct += torch.bincount(y[pred == y], minlength=len(correct)).float()
+            cm += torch.bincount(y * n + pred, minlength=n * n)
     total = torch.bincount(labels, minlength=len(correct)).float()
     acc = float(correct.sum() / total.sum())
     assert abs(acc - card["test_accuracy"]) <= 0.005, (acc, card["test_accuracy"])
     for c, a in zip(card["classes"], (correct / total).tolist()):
         assert abs(a - card["per_class_accuracy"][c]) <= 0.01, (c, a)
+    if "confusion_matrix" in card:  # the card's matrix (the trainer's evaluation) against this one, through the server
+        theirs = torch.tensor(card["confusion_matrix"])
+        assert theirs.sum(1).tolist() == torch.bincount(labels, minlength=n).tolist()
+        assert int((theirs - cm.reshape(n, n)).abs().sum()) <= 0.01 * len(labels)
     assert card["dataset"]["sha256"] == "1f246f18ee1c4b008b72b11e5d912c2b6a325d41b34a6c0136bab1e640200198"
     if name == "lenet":
         assert card["parameters"] == 62958

@@ -78,12 +78,12 @@ def test_delete_button_and_api_remove_everything(client: TestClient, settings: S
 
 def _cache_rows(store: Store, image_id: str) -> int:
     with store._lock:
-        return int(store._db.execute("SELECT COUNT(*) FROM cache WHERE image_id=?", (image_id,)).fetchone()[0])
+        return int(store.db.query("SELECT COUNT(*) FROM cache WHERE image_id=?", (image_id,))[0][0])
 
 
 def _age(store: Store, image_id: str, hours: float) -> None:
     with store._lock:
-        store._db.execute("UPDATE images SET created=? WHERE id=?", (time.time() - hours * 3600, image_id))
+        store.db.execute("UPDATE images SET created=? WHERE id=?", (time.time() - hours * 3600, image_id))
 
 
 def test_retention_deletes_old_uploads_only(client: TestClient) -> None:

@@ -10,10 +10,11 @@ from app.cli import serve
 from app.features.examples import cli as index
 from app.features.featvis import cli as featvis
 from app.features.models import cli as train
+from app.features.models import evaluate
 from app.features.privacy import cli as cleanup
 from app.runtime.tuning import short_openmp_spin
 
-COMMANDS = [serve, train, featvis, index, cleanup]
+COMMANDS = [serve, train, evaluate, featvis, index, cleanup]
 
 
 def main(argv: list[str] | None = None) -> int:

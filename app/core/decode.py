@@ -6,7 +6,10 @@ What is estimated, from the header alone:
   be stored) times the bytes per pixel that decoding and the conversion to 8-bit RGB hold at their peak;
 - JPEG scans: a progressive JPEG is decoded once per scan, so its cost grows with the scan count, which is
   read by walking the file's markers;
-- pure-Python decoders: Pillow decodes RLE-compressed BMPs in Python, whose cost per pixel is far higher.
+- pure-Python decoders: Pillow decodes RLE-compressed BMPs in Python, whose cost per pixel is far higher;
+- HEIC/HEIF (libheif, through pillow-heif) and AVIF (libavif, Pillow's own plugin): the pixels are decoded
+  to planes of luma and chroma (up to 16 bits a sample) and then converted to RGB beside them, so each
+  pixel counts those planes on top of the decoded and converted picture.
 
 Only the first frame of an animation is decoded, orientation is read from EXIF without trusting the rest
 of it (a mistyped tag is ignored), and only the accepted formats' parsers ever see the bytes.
@@ -23,8 +26,24 @@ import numpy as np
 from PIL import Image, ImageFile
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False
-ACCEPTED_FORMATS = {"JPEG": "JPEG", "MPO": "JPEG", "PNG": "PNG", "WEBP": "WebP", "BMP": "BMP", "GIF": "GIF"}
-_OPEN_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF")  # Pillow openers (MPO files open as JPEG)
+ACCEPTED_FORMATS = {"JPEG": "JPEG", "MPO": "JPEG", "PNG": "PNG", "WEBP": "WebP", "BMP": "BMP", "GIF": "GIF",
+                    "HEIF": "HEIC", "AVIF": "AVIF"}
+_OPEN_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "HEIF", "AVIF")  # Pillow openers (MPO files open as JPEG)
+FORMAT_NAMES = "JPEG, PNG, WebP, BMP, GIF, HEIC or AVIF"  # what the refusals ask for
+# HEIC and AVIF: luma and chroma planes (4:4:4 at up to 16 bits, alpha plane included) beside the picture
+_YUV_PLANE_BPP = 8
+
+
+def register_heif() -> None:
+    """Register pillow-heif's HEIF opener with Pillow: the primary image only (no thumbnails, depth or
+    auxiliary images), one decoding thread (the decoder worker's CPU ceiling counts every thread), and
+    libheif's own security limits kept. Every process that decodes uploads calls this (it is idempotent)."""
+    from pillow_heif import register_heif_opener
+
+    register_heif_opener(thumbnails=False, depth_images=False, aux_images=False, decode_threads=1)
+
+
+register_heif()
 _ORIENTATION = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
                 5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
                 8: Image.Transpose.ROTATE_90}
@@ -124,8 +143,8 @@ def _other_format(data: bytes) -> str | None:
     for magic, name in _OTHER_PICTURES:
         if data.startswith(magic):
             return name
-    if data[4:8] == b"ftyp" and data[8:12] in (b"heic", b"heix", b"mif1", b"avif", b"avis"):
-        return "HEIC/AVIF"
+    if data[4:8] == b"ftyp" and data[8:11] in (b"qt ", b"iso", b"mp4", b"M4V", b"crx"):
+        return "video or camera RAW"
     return None
 
 
@@ -140,18 +159,18 @@ def _open(data: bytes, limits: DecodeLimits) -> Image.Image:
     except Exception:  # Pillow raises many types for garbage, and for formats we do not accept
         other = _other_format(data)
         if other is not None:
-            raise ImageError("unsupported_format", f"{other} images are not accepted. Upload a JPEG, PNG, "
-                             "WebP, BMP or GIF file.", 415) from None
-        raise ImageError("not_an_image", "This file is not an image we can read. Upload a JPEG, PNG, "
-                         "WebP, BMP or GIF file.", 415) from None
+            raise ImageError("unsupported_format", f"{other} images are not accepted. Upload a {FORMAT_NAMES} "
+                             "file.", 415) from None
+        raise ImageError("not_an_image", f"This file is not an image we can read. Upload a {FORMAT_NAMES} "
+                         "file.", 415) from None
 
 
 def inspect(im: Image.Image, data: bytes, limits: DecodeLimits) -> Header:
     """Read the cost of decoding ``im`` (opened, not loaded) from its header; checks the size limits."""
     fmt = ACCEPTED_FORMATS.get(im.format or "")
     if fmt is None:
-        raise ImageError("unsupported_format", f"{im.format} images are not accepted. Upload a JPEG, PNG, "
-                         "WebP, BMP or GIF file.", 415)
+        raise ImageError("unsupported_format", f"{im.format} images are not accepted. Upload a {FORMAT_NAMES} "
+                         "file.", 415)
     w, h = im.size
     if w < 1 or h < 1:
         raise ImageError("not_an_image", "The image has no pixels. Upload another file.", 415)
@@ -170,6 +189,8 @@ def inspect(im: Image.Image, data: bytes, limits: DecodeLimits) -> Header:
     bpp = _PEAK_BPP.get(im.mode, 8)
     if fmt == "WebP" and frames > 1:
         bpp += 4  # the animation's canvas beside the frame
+    if fmt in ("HEIC", "AVIF"):
+        bpp = 2 * len(im.getbands()) * (2 if im.mode.startswith("I;16") else 1) + _YUV_PLANE_BPP
     return Header(fmt, (w, h), im.mode, frames, scans, python_decoder, (dw, dh), dw * dh * bpp)
 
 

@@ -10,8 +10,10 @@ layers it depends on: a node that is not one of ``layers`` (an addition, a funct
 Identity placeholder, a parameter) hands on the layers of its inputs; a layer's node starts afresh.
 
 An edge ``a -> b`` says that ``b`` reads a tensor computed from ``a``'s output with no other served
-layer in between. Its kind is ``"skip"`` when another input of ``b`` is itself computed from ``a``
-(the edge bypasses that path: a residual shortcut), else ``"data"``.
+layer in between. Its kind is ``"skip"`` when another input of the same call of ``b`` is itself computed
+from ``a`` (the edge bypasses that path: a residual shortcut), else ``"data"``. A module run twice (a
+ResNet block's ``relu``, after ``bn1`` and after the sum) is one layer, placed where it first runs, with
+the inputs of both calls; each call is judged on its own inputs.
 
 A layer's group is the block it belongs to: the module path of its parent, less the trailing parts
 that are layers themselves (``blocks.0.0.bn1.act`` -> ``blocks.0.0``); top-level layers have none.
@@ -91,32 +93,33 @@ def layer_graph(module: nn.Module, layers: Sequence[str]) -> LayerGraph:
         if m is not None and id(m) in named:
             by_module[named[id(m)]] = name
     graph = trace_graph(module)
-    feeds: dict[fx.Node, frozenset[str]] = {}  # per traced node: the nearest layers it is computed from
+    # per traced node: the nearest layers it is computed from, each with the layers upstream of that very call
+    # (a module run twice, such as a ResNet block's relu, has two calls with different inputs)
+    feeds: dict[fx.Node, dict[str, frozenset[str]]] = {}
     inputs: dict[str, set[str]] = {}
+    skip: set[tuple[str, str]] = set()
     order: list[str] = []
     for node in graph.nodes:
-        upstream: frozenset[str] = frozenset().union(*(feeds.get(a, frozenset()) for a in node.all_input_nodes))
+        upstream: dict[str, frozenset[str]] = {}
+        for a in node.all_input_nodes:
+            for n, anc in feeds.get(a, {}).items():
+                upstream[n] = upstream.get(n, frozenset()) | anc
         layer = by_module.get(str(node.target)) if node.op == "call_module" else None
         if layer is not None and layer in wanted:
-            inputs.setdefault(layer, set()).update(upstream - {layer})
+            srcs = set(upstream) - {layer}
+            inputs.setdefault(layer, set()).update(srcs)
+            # a skip: this call reads ``s`` and also another input that is itself computed from ``s``
+            skip.update((s, layer) for s in srcs if any(s in upstream[o] for o in srcs if o != s))
             if layer not in order:
                 order.append(layer)
-            feeds[node] = frozenset({layer})
+            feeds[node] = {layer: frozenset(upstream).union(*upstream.values())}
         else:
             feeds[node] = upstream
-    ancestors: dict[str, set[str]] = {}
-    for name in order:  # data-flow order: a layer's inputs come before it
-        anc: set[str] = set()
-        for s in inputs.get(name, ()):
-            anc |= {s} | ancestors.get(s, set())
-        ancestors[name] = anc
     rank = {n: i for i, n in enumerate(order)}
     edges = []
     for name in order:
-        srcs = sorted(inputs.get(name, ()), key=rank.__getitem__)
-        for s in srcs:
-            bypass = any(s in ancestors.get(o, set()) for o in srcs if o != s)
-            edges.append(Edge(s, name, "skip" if bypass else "data"))
+        for s in sorted(inputs.get(name, ()), key=rank.__getitem__):
+            edges.append(Edge(s, name, "skip" if (s, name) in skip else "data"))
     group_of = {n: group_name(n, wanted) for n in order}
     groups: list[Group] = []
     for n in order:

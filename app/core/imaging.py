@@ -267,3 +267,57 @@ def filter_grid(weight: torch.Tensor, view: str = "rgb", target: int = 48) -> Im
         return mosaic(filter_tiles_rgb(weight), scale=scale, pad=2)
     small = tile_scale(kh, kw, max(8, target // 2))
     return mosaic(filter_tiles_channels(weight), cols=c if c <= 16 else None, scale=small, pad=2)
+
+
+# -- colour scales and overlays ----------------------------------------------------------------------------
+SCALES = ("channel", "layer", "global")  # each channel its own range; one range per layer; one for the whole network
+
+
+def scale_ranges(act: torch.Tensor, scale: str = "channel",
+                 network: tuple[float, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel (lo, hi) float32 arrays that map a (C, ...) activation onto the colour scale: ``channel``
+    each channel's own min and max, ``layer`` the layer's min and max for every channel, ``global`` the
+    ``network``'s range (the min and max over all its layers for this photo) for every channel."""
+    a = act.detach().float().cpu().reshape(act.shape[0], -1).numpy()
+    if scale == "channel":
+        return a.min(1), a.max(1)
+    if scale == "layer":
+        lo, hi = np.float32(a.min()), np.float32(a.max())
+    elif scale == "global":
+        if network is None:
+            raise ValueError("the global scale needs the network's range")
+        lo, hi = np.float32(network[0]), np.float32(network[1])
+    else:
+        raise ValueError(f"unknown scale {scale!r}: one of {', '.join(SCALES)}")
+    return np.full(a.shape[0], lo, np.float32), np.full(a.shape[0], hi, np.float32)
+
+
+def normalized(act: torch.Tensor, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """A (C, ...) activation scaled to [0, 1] channel by channel with ``lo``/``hi`` (C,); an empty range -> 0."""
+    a = act.detach().float().cpu().reshape(act.shape[0], -1).numpy()
+    lo = np.asarray(lo, np.float32)[:, None]
+    span = np.asarray(hi, np.float32)[:, None] - lo
+    inv = np.where(span > 1e-12, np.float32(1) / np.maximum(span, np.float32(1e-12)), np.float32(0))
+    return np.clip((a - lo) * inv, 0, 1).reshape(act.shape)
+
+
+def scaled_indices(act: torch.Tensor, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """(C, H, W) activation -> palette indices with the per-channel ranges ``lo``/``hi`` (see :func:`scale_ranges`)."""
+    return viridis_indices(normalized(act, lo, hi))
+
+
+def upsample(map2d: np.ndarray, height: int, width: int) -> np.ndarray:
+    """An (h, w) map resized to (height, width) bilinearly, pixel centres aligned (``align_corners=False``)."""
+    t = torch.from_numpy(np.ascontiguousarray(map2d, dtype=np.float32))[None, None]
+    return torch.nn.functional.interpolate(t, size=(height, width), mode="bilinear", align_corners=False)[0, 0].numpy()
+
+
+def overlay(photo: Image.Image, map01: np.ndarray, opacity: float = 0.6) -> Image.Image:
+    """A map scaled to [0, 1] (any size) drawn over ``photo``: upsampled to the photo's size, coloured
+    with viridis and blended, ``opacity`` of the map over ``1 - opacity`` of the photo."""
+    w, h = photo.size
+    up = np.clip(upsample(map01, h, w), 0, 1)
+    colour = VIRIDIS_PALETTE[viridis_indices(up)].astype(np.float32)
+    base = np.asarray(photo.convert("RGB"), dtype=np.float32)
+    a = float(min(1.0, max(0.0, opacity)))
+    return Image.fromarray((base * (1 - a) + colour * a + 0.5).astype(np.uint8), "RGB")

@@ -42,6 +42,12 @@ class UnknownModelError(NotFoundError):
     kind = "model"
 
 
+class UnknownClassError(NotFoundError):
+    """A class name that the model does not predict; the message gives the closest ones."""
+
+    kind = "class"
+
+
 class ModelLoadError(RuntimeError):
     """Weights that are missing or damaged."""
 
@@ -191,7 +197,17 @@ class LoadedModel:
         if name and name in dict(self.module.named_modules()):
             hint = (f"{name!r} is a module of {self.name} but not a layer: a container of layers, an "
                     "Identity placeholder that hands on the layer before it, or a module the pass does not run")
-        raise UnknownLayerError(name, [li.name for li in self.layers], hint)
+        raise UnknownLayerError(name, [li.name for li in self.layers], hint, owner=self.name)
+
+    def class_index(self, name: str) -> int:
+        """The index of a class named ``name`` (case and spaces/underscores forgiven); UnknownClassError else."""
+        cats = list(self.spec.categories)
+        norm = name.strip().lower().replace("_", " ")
+        for i, c in enumerate(cats):
+            if c == name or c.lower().replace("_", " ") == norm:
+                return i
+        raise UnknownClassError(name, cats, "a class is named as the model names it, or given by its index",
+                                owner=self.name)
 
     def private_copy(self) -> nn.Module:
         """A deep copy of the module in eval mode, for work that hooks or changes it (jobs)."""

@@ -115,8 +115,9 @@ class DecoderPool:
 
 def _serve() -> None:
     """The worker: limits itself, then answers decode requests until its input closes."""
-    from app.core.decode import decode_image, limit_side
+    from app.core.decode import decode_image, limit_side, register_heif
 
+    register_heif()  # HEIC/HEIF through pillow-heif (AVIF is Pillow's own)
     memory = int(os.environ.get("CONVSCOPE_DECODER_MEMORY", str(Ceiling.memory_bytes)))
     cpu_s = int(os.environ.get("CONVSCOPE_DECODER_CPU_S", str(Ceiling.cpu_s)))
     with open("/proc/self/statm") as f:  # what the interpreter and its imports already map

@@ -1,4 +1,5 @@
-"""Persistence: a SQLite database and a blob folder under ``data_dir``.
+"""Persistence: a database (SQLite under ``data_dir``, or PostgreSQL: :mod:`app.store.sql`) and a blob folder
+under ``data_dir`` (several machines share one through a shared volume).
 
 * uploads: stored once, by the sha256 of the uploaded bytes, as a metadata-free PNG of the upright
   RGB picture (EXIF/GPS never reach the disk);
@@ -19,29 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS images (
-    id TEXT PRIMARY KEY,
-    sha256 TEXT NOT NULL UNIQUE,
-    width INTEGER NOT NULL,
-    height INTEGER NOT NULL,
-    original_width INTEGER NOT NULL,
-    original_height INTEGER NOT NULL,
-    format TEXT NOT NULL,
-    filename TEXT NOT NULL,
-    blob_sha256 TEXT NOT NULL,
-    created REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS cache (
-    key TEXT PRIMARY KEY,
-    path TEXT NOT NULL,
-    sha256 TEXT NOT NULL,
-    size INTEGER NOT NULL,
-    image_id TEXT,
-    created REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS cache_image ON cache(image_id);
-"""
+from app.store.sql import Database, DatabaseError
 
 
 class StoreError(RuntimeError):
@@ -89,24 +68,23 @@ def atomic_write(path: Path, data: bytes, *, durable: bool = True) -> None:
 
 
 class Store:
-    """SQLite metadata + content-addressed blobs. Thread-safe (one connection behind a lock)."""
+    """Metadata in the database (SQLite or PostgreSQL) + content-addressed blobs. Thread-safe (one connection
+    behind a lock)."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, database_url: str | None = None) -> None:
         self.root = Path(root)
         self.blobs = self.root / "blobs"
         try:
             self.root.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.root / "convscope.sqlite3", check_same_thread=False,
-                                       isolation_level=None, timeout=30)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            check = self._db.execute("PRAGMA quick_check").fetchone()[0]
-            if check != "ok":
-                raise StoreError(f"store database {self.root / 'convscope.sqlite3'} is damaged: {check}")
-            self._db.executescript(SCHEMA)
-        except sqlite3.DatabaseError as e:
-            raise StoreError(f"store database under {self.root} cannot be opened ({e}); move it away "
-                             "or restore it from a backup") from e
+            self.db = Database(path=self.root / "convscope.sqlite3", url=database_url)
+            if self.db.dialect == "sqlite":
+                check = self.db.one("PRAGMA quick_check")
+                if check is None or check[0] != "ok":
+                    raise StoreError(f"store database {self.root / 'convscope.sqlite3'} is damaged: {check}")
+            self.db.migrate()
+        except (sqlite3.DatabaseError, DatabaseError) as e:
+            raise StoreError(f"store database under {self.root if not database_url else 'CONVSCOPE_DATABASE_URL'} "
+                             f"cannot be opened ({e}); move it away or restore it from a backup") from e
         self._lock = threading.Lock()
         # Records are immutable once written: recent ones are answered from memory, without the
         # lock or SQLite (the event loop asks for one on every request about an image). An upload
@@ -120,12 +98,14 @@ class Store:
 
     def close(self) -> None:
         with self._lock:
-            self._db.close()
+            self.db.close()
 
     def disk_usage(self) -> dict[str, int]:
         """Bytes the store takes on disk: the database and the blobs (uploads, cached results)."""
         blobs = sum(f.stat().st_size for f in self.blobs.rglob("*") if f.is_file()) if self.blobs.is_dir() else 0
-        db = sum(f.stat().st_size for f in self.root.glob("*.sqlite3*") if f.is_file())
+        db = self.db.size_bytes()
+        if db is None:
+            db = sum(f.stat().st_size for f in self.root.glob("*.sqlite3*") if f.is_file())
         return {"database_bytes": db, "blob_bytes": blobs}
 
     def writable(self) -> bool:
@@ -151,8 +131,11 @@ class Store:
                           original_width=original_size[0], original_height=original_size[1], format=fmt,
                           filename=filename[:200], blob_sha256=_sha(png), created=time.time())
         with self._lock:
-            self._db.execute(
-                "INSERT OR REPLACE INTO images VALUES (?,?,?,?,?,?,?,?,?,?)",
+            self.db.execute(
+                "INSERT INTO images VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT (id) DO UPDATE SET sha256=excluded.sha256, "
+                "width=excluded.width, height=excluded.height, original_width=excluded.original_width, "
+                "original_height=excluded.original_height, format=excluded.format, filename=excluded.filename, "
+                "blob_sha256=excluded.blob_sha256, created=excluded.created",
                 (rec.id, rec.sha256, rec.width, rec.height, rec.original_width, rec.original_height, rec.format,
                  rec.filename, rec.blob_sha256, rec.created))
             self._remember(rec)
@@ -166,7 +149,7 @@ class Store:
         if rec is not None:
             return rec
         with self._lock:
-            row = self._db.execute("SELECT * FROM images WHERE id=?", (image_id,)).fetchone()
+            row = self.db.one("SELECT * FROM images WHERE id=?", (image_id,))
             rec = self._row_to_image(row)
             if rec is not None:
                 self._remember(rec)
@@ -177,18 +160,17 @@ class Store:
         if rec is not None and rec.sha256 == sha:
             return rec
         with self._lock:
-            row = self._db.execute("SELECT * FROM images WHERE sha256=?", (sha,)).fetchone()
+            row = self.db.one("SELECT * FROM images WHERE sha256=?", (sha,))
         return self._row_to_image(row)
 
     def list_images(self, limit: int = 100, offset: int = 0) -> list[ImageRecord]:
         with self._lock:
-            rows = self._db.execute("SELECT * FROM images ORDER BY created DESC LIMIT ? OFFSET ?",
-                                    (limit, offset)).fetchall()
+            rows = self.db.query("SELECT * FROM images ORDER BY created DESC LIMIT ? OFFSET ?", (limit, offset))
         return [ImageRecord(*r) for r in rows]
 
     def count_images(self) -> int:
         with self._lock:
-            return int(self._db.execute("SELECT COUNT(*) FROM images").fetchone()[0])
+            return int(self.db.query("SELECT COUNT(*) FROM images")[0][0])
 
     def image_png(self, rec: ImageRecord, *, verify: bool = True) -> bytes:
         """The stored PNG of an upload, checked against its recorded sha256 (``verify=False``: the
@@ -216,9 +198,9 @@ class Store:
         if rec is None:
             return False
         with self._lock:
-            paths = [r[0] for r in self._db.execute("SELECT path FROM cache WHERE image_id=?", (image_id,))]
-            self._db.execute("DELETE FROM cache WHERE image_id=?", (image_id,))
-            self._db.execute("DELETE FROM images WHERE id=?", (image_id,))
+            paths = [r[0] for r in self.db.query("SELECT path FROM cache WHERE image_id=?", (image_id,))]
+            self.db.execute("DELETE FROM cache WHERE image_id=?", (image_id,))
+            self.db.execute("DELETE FROM images WHERE id=?", (image_id,))
             self._records.pop(image_id, None)
         for p in paths:
             (self.blobs / p).unlink(missing_ok=True)
@@ -229,7 +211,7 @@ class Store:
     def cache_get(self, key: str) -> bytes | None:
         """A cached result, or None (also when the entry is damaged: it is then dropped)."""
         with self._lock:
-            row = self._db.execute("SELECT path, sha256 FROM cache WHERE key=?", (key,)).fetchone()
+            row = self.db.one("SELECT path, sha256 FROM cache WHERE key=?", (key,))
         if row is None:
             return None
         try:
@@ -238,7 +220,7 @@ class Store:
             data = None
         if data is None or _sha(data) != row[1]:
             with self._lock:
-                self._db.execute("DELETE FROM cache WHERE key=?", (key,))
+                self.db.execute("DELETE FROM cache WHERE key=?", (key,))
             return None
         return data
 
@@ -248,8 +230,7 @@ class Store:
         for i in range(0, len(keys), 500):
             part = keys[i:i + 500]
             with self._lock:
-                rows = self._db.execute(f"SELECT key FROM cache WHERE key IN ({','.join('?' * len(part))})",
-                                        part).fetchall()
+                rows = self.db.query(f"SELECT key FROM cache WHERE key IN ({','.join('?' * len(part))})", part)
             found.update(r[0] for r in rows)
         return found
 
@@ -260,5 +241,6 @@ class Store:
         rel = f"cache/{digest[:2]}/{digest}"
         atomic_write(self.blobs / rel, data, durable=durable)
         with self._lock:
-            self._db.execute("INSERT OR REPLACE INTO cache VALUES (?,?,?,?,?,?)",
-                             (key, rel, _sha(data), len(data), image_id, time.time()))
+            self.db.execute("INSERT INTO cache VALUES (?,?,?,?,?,?) ON CONFLICT (key) DO UPDATE SET path=excluded.path, "
+                            "sha256=excluded.sha256, size=excluded.size, image_id=excluded.image_id, created=excluded.created",
+                            (key, rel, _sha(data), len(data), image_id, time.time()))

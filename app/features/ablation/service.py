@@ -23,7 +23,7 @@ def parse(lm: LoadedModel, text: str | Sequence[str]) -> dict[str, list[int]]:
         return parse_ablation(text, {li.name: li.channels for li in lm.layers})
     except KeyError as e:
         raise UnknownLayerError(str(e.args[0]), [li.name for li in lm.layers],
-                                "ablate takes layer:channel items, for example conv1:3,conv1:5") from None
+                                "ablate takes layer:channel items, for example conv1:3,conv1:5", owner=lm.name) from None
     except AblationError as e:
         raise BadParameterError(str(e)) from None
 

@@ -31,6 +31,7 @@ from app.core.snapshots import SnapshotZoo
 from app.core.zoo import LoadedModel, Zoo
 from app.errors import BadParameterError
 from app.features.analysis import draw
+from app.features.units import check_channel
 from app.runtime.batching import MicroBatcher
 from app.runtime.blocking import run_blocking
 from app.runtime.decoder import DecoderPool
@@ -315,30 +316,33 @@ class Engine:
         lm.layer(layer)  # validates the name
         return self.analysis(lm, rec).activations[layer]
 
-    def _act_png_key(self, lm: LoadedModel, rec: ImageRecord, layer: str, channel: int | None) -> str:
+    def _act_png_key(self, lm: LoadedModel, rec: ImageRecord, layer: str, channel: int | None, scale: str) -> str:
         info = lm.layer(layer)
         if channel is not None:
             check_channel(channel, info.channels)
-        return f"act-png:v1:{lm.name}:{lm.weights_sha256[:16]}:{rec.sha256}:{layer}:{channel}"
+        suffix = "" if scale == "channel" else f":{scale}"
+        return f"act-png:v1:{lm.name}:{lm.weights_sha256[:16]}:{rec.sha256}:{layer}:{channel}{suffix}"
 
     def cached_activation_png(self, lm: LoadedModel, rec: ImageRecord, layer: str,
-                              channel: int | None = None) -> bytes | None:
+                              channel: int | None = None, scale: str = "channel") -> bytes | None:
         """The layer's PNG if the store has it (no forward pass needed), else None."""
-        return self.store.cache_get(self._act_png_key(lm, rec, layer, channel))
+        return self.store.cache_get(self._act_png_key(lm, rec, layer, channel, scale))
 
     def activation_png(self, lm: LoadedModel, rec: ImageRecord, layer: str, channel: int | None = None,
-                       analysis: Analysis | torch.Tensor | None = None) -> bytes:
-        """The layer's grid (or one channel enlarged) as PNG, cached in the store.
+                       analysis: Analysis | torch.Tensor | None = None, scale: str = "channel",
+                       network: tuple[float, float] | None = None) -> bytes:
+        """The layer's grid (or one channel enlarged) as PNG on a colour ``scale``, cached in the store.
 
-        ``analysis`` is a kept analysis or the layer's activation itself (else one is computed)."""
-        key = self._act_png_key(lm, rec, layer, channel)
+        ``analysis`` is a kept analysis or the layer's activation itself (else one is computed); ``network``
+        is the photo's range over the whole network (the ``global`` scale)."""
+        key = self._act_png_key(lm, rec, layer, channel, scale)
         data = self.store.cache_get(key)
         if data is None:
             if isinstance(analysis, torch.Tensor):
                 act = analysis
             else:
                 act = (analysis or self.analysis(lm, rec)).activations[layer]
-            data = draw.activation_png(act, channel)
+            data = draw.activation_png(act, channel, scale, network)
             self.store.cache_put(key, data, image_id=rec.id, durable=False)  # a PNG is quick to redraw
         return data
 
@@ -357,11 +361,6 @@ class Engine:
         if view not in ("rgb", "channels"):
             raise BadParameterError("view must be 'rgb' (colour patches) or 'channels' (one tile per input channel)")
         return draw.filters_png(self.filters(lm, layer), view)
-
-
-def check_channel(channel: int, channels: int) -> None:
-    if not 0 <= channel < channels:
-        raise BadParameterError(f"channel {channel} is out of range: this layer has channels 0 to {channels - 1}")
 
 
 def npy_bytes(t: torch.Tensor) -> bytes:

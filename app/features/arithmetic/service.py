@@ -16,6 +16,7 @@ from app.core.zoo import LoadedModel
 from app.errors import BadParameterError
 from app.features.analysis.service import Engine
 from app.features.overview.service import graph_of
+from app.features.units import check_channel
 from app.store.database import ImageRecord
 
 
@@ -55,6 +56,8 @@ def compute(engine: Engine, lm: LoadedModel, rec: ImageRecord, layer: str, chann
 
 async def arithmetic(engine: Engine, lm: LoadedModel, rec: ImageRecord, layer: str, channel: int,
                      y: int | None, x: int | None) -> dict[str, Any]:
-    """:func:`compute` in a compute slot of the engine."""
-    lm.layer(layer)
+    """:func:`compute` in a compute slot of the engine (the channel checked first, as on every route)."""
+    info = lm.layer(layer)
+    if info.output_shape:
+        check_channel(channel, info.output_shape[0], layer, "channel" if len(info.output_shape) == 3 else "unit")
     return await engine.gate.run(compute, engine, lm, rec, layer, channel, y, x)

@@ -18,6 +18,7 @@ from app.core.zoo import LoadedModel
 from app.errors import BadParameterError, TooCostlyError
 from app.features.analysis.service import Engine
 from app.features.featvis.service import last_spatial_conv
+from app.features.jobs import kinds as _kinds  # noqa: F401  (registers the job kinds' factories)
 from app.jobs import Job, JobCancelled, JobQueue
 from app.store.database import ImageRecord
 
@@ -30,6 +31,7 @@ class AttributionService:
     def __init__(self, engine: Engine, jobs: JobQueue, max_occlusion_passes: int = 1024) -> None:
         self.engine = engine
         self.jobs = jobs
+        jobs.provide(attribution=self, engine=engine)
         self.max_occlusion_passes = max_occlusion_passes
 
     def kept(self, lm: LoadedModel, rec: ImageRecord, method: str, target: int | None, layer: str | None,
@@ -56,30 +58,31 @@ class AttributionService:
         """A job that computes the occlusion map on a private copy of the model and keeps it."""
         passes = self.check_occlusion(lm, window, stride)
         key = "occlusion:" + ":".join(map(str, self.key(lm, rec, "occlusion", target, None, window, stride, fill, 0, 0)))
+        return self.jobs.submit("occlusion", key, total=passes, params={
+            "model": lm.name, "image": rec.id, "target": target, "window": window, "stride": stride, "fill": fill},
+            args={"model": lm.name, "weights": lm.weights_sha256, "image": rec.id, "target": target, "window": window,
+                  "stride": stride, "fill": fill}, result_url=result_url, page_url=page_url)
 
-        def work(job: Job) -> None:
-            x = lm.spec.preprocess.tensor(self.engine.picture(rec))
-            module = lm.private_copy()
-            tgt = target
-            if tgt is None:
-                with torch.inference_mode():
-                    tgt = int(module(x).argmax(1))
-            elif not 0 <= tgt < len(lm.spec.categories):
-                raise BadParameterError(f"target class {tgt} is out of range: 0 to {len(lm.spec.categories) - 1}")
+    def _occlusion(self, job: Job, lm: LoadedModel, rec: ImageRecord, target: int | None, window: int, stride: int,
+                   fill: float) -> None:
+        """The work of an occlusion job: the map, on a private copy of the model, kept in the engine."""
+        x = lm.spec.preprocess.tensor(self.engine.picture(rec))
+        module = lm.private_copy()
+        tgt = target
+        if tgt is None:
             with torch.inference_mode():
-                try:
-                    amap = attr.occlusion(module, x, tgt, window=window, stride=stride, fill=fill,
-                                          progress=lambda done, total: job.progress(done, total),
-                                          should_stop=lambda: self.jobs.yield_to_interactive(job))
-                except attr.Stopped:
-                    raise JobCancelled("cancelled") from None
-            for t in {target, tgt}:
-                self.engine.attributions.put(self.key(lm, rec, "occlusion", t, None, window, stride, fill, 0, 0), amap)
-
-        job = self.jobs.submit("occlusion", key, work, total=passes, params={
-            "model": lm.name, "image": rec.id, "target": target, "window": window, "stride": stride, "fill": fill})
-        job.result_url, job.page_url = job.result_url or result_url, job.page_url or page_url
-        return job
+                tgt = int(module(x).argmax(1))
+        elif not 0 <= tgt < len(lm.spec.categories):
+            raise BadParameterError(f"target class {tgt} is out of range: 0 to {len(lm.spec.categories) - 1}")
+        with torch.inference_mode():
+            try:
+                amap = attr.occlusion(module, x, tgt, window=window, stride=stride, fill=fill,
+                                      progress=lambda done, total: job.progress(done, total),
+                                      should_stop=lambda: self.jobs.yield_to_interactive(job))
+            except attr.Stopped:
+                raise JobCancelled("cancelled") from None
+        for t in {target, tgt}:
+            self.engine.attributions.put(self.key(lm, rec, "occlusion", t, None, window, stride, fill, 0, 0), amap)
 
     @staticmethod
     def key(lm: LoadedModel, rec: ImageRecord, method: str, target: int | None, layer: str | None,

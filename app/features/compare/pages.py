@@ -74,7 +74,8 @@ async def compare_layer(request: Request, engine: EngineDep, s: SidesDep,
     try:
         p = layer_pair(pairs, layer, index)
     except KeyError:
-        raise UnknownLayerError(str(layer if layer is not None else index), [li.name for li in s.lm_a.layers]) from None
+        raise UnknownLayerError(str(layer if layer is not None else index), [li.name for li in s.lm_a.layers],
+                                owner=s.lm_a.name) from None
     ctx: dict[str, object] = {"p": p, "s": s, "q": s.query}  # numbers: the template's |sig
     if p.same_shape:
         ga, gb, gd = await engine.gate.run(shared_grids, an_a.activations[p.a.name], an_b.activations[p.b.name])  # type: ignore[union-attr]

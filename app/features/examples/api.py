@@ -57,7 +57,7 @@ async def get_examples(request: Request, engine: EngineDep, svc: ExamplesDep, mo
     idx, man = await engine.gate.run(svc.lookup, lm, dataset, split, limit)
     if not idx.has_layer(layer):
         raise IndexMissingError(f"the index has no layer {layer!r}; rebuild it")
-    exs = idx.examples(layer, channel, mode, k)
+    exs = svc.examples(idx, man, layer, channel, mode, k)
     body = ExamplesOut(model=lm.name, layer=layer, channel=channel, mode=mode, kind=idx.layer(layer).kind,
                        input_size=list(lm.spec.preprocess.input_size), index=index_out(man),
                        examples=[example_out(e, lm.name, layer, channel, mode, man) for e in exs])

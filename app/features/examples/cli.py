@@ -51,7 +51,7 @@ def run(a: argparse.Namespace) -> int:
     except (UnknownModelError, ModelLoadError) as e:
         print(str(e), file=sys.stderr)
         return 2
-    store = Store(settings.data_dir)
+    store = Store(settings.data_dir, settings.database_url)
     istore = IndexStore(store)
     try:
         source, ds = open_source(data, a.split, a.limit, cache_dir=Path(settings.data_dir) / "datasets")

@@ -57,7 +57,7 @@ def _examples_ctx(request: Request, engine: Engine, svc: ExamplesService, lm: Lo
     if not idx.has_layer(layer):
         ctx.update(state="missing")
         return ctx
-    exs = idx.examples(layer, channel, mode)
+    exs = svc.examples(idx, man, layer, channel, mode)
     ctx.update(state="ready", man=man, kind=idx.layer(layer).kind, upscaled=_upscaled(lm, man),
                examples=[{"e": e, "src": png_url(lm.name, layer, channel, e.rank, mode, man),
                           "value": fmt_num(e.value, lang_of(request))}
@@ -117,7 +117,7 @@ async def layer_overview(request: Request, engine: EngineDep, svc: ExamplesDep, 
         tiles = []
         if idx.has_layer(layer):
             for c in range(info.output_shape[0]):
-                exs = idx.examples(layer, c, mode, 1)
+                exs = svc.examples(idx, man, layer, c, mode, 1)
                 tiles.append({"c": c, "e": exs[0] if exs else None,
                               "src": png_url(lm.name, layer, c, 0, mode, man) if exs else None,
                               "value": fmt_num(exs[0].value, lang_of(request)) if exs else ""})

@@ -9,7 +9,7 @@ from fastapi import Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.features.jobs.schemas import JobOut
-from app.http.responses import Problem
+from app.http.responses import Problem, StrictBody
 
 if TYPE_CHECKING:
     from app.core.examples import Example
@@ -101,10 +101,13 @@ class ExamplesOut(BaseModel):
     examples: list[ExampleOut]
 
 
-class BuildIn(BaseModel):
+class BuildIn(StrictBody):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"model": "cifarnet"}]})
+
     model: str = Field(max_length=64)
-    dataset: str = Field("default", max_length=64, description="'default' (the configured data set), 'gallery' or "
-                                                               "'cifar10'")
+    dataset: str | None = Field(None, max_length=64, description="'default' (the configured data set), 'gallery' "
+                                                                 "(the uploaded photos) or 'cifar10'; left out: the "
+                                                                 "configured one, else the gallery when it has photos")
     split: str = Field("test", max_length=32, pattern=r"^[A-Za-z0-9_-]+$")
     limit: int | None = Field(None, ge=1, le=10_000_000)
     k: int = Field(9, ge=1, le=64)

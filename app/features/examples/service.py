@@ -7,10 +7,9 @@ never wait for one. A gallery index is refreshed in the background when photos a
 
 from __future__ import annotations
 
-import functools
+import dataclasses
 import logging
 import os
-import shlex
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,14 +20,23 @@ from PIL import Image
 
 from app.core import imaging
 from app.core.data import CIFAR10_ALIAS, ImageDataset
-from app.core.examples import ExamplesIndex
+from app.core.examples import Example, ExamplesIndex
 from app.core.receptive import LayerField, receptive_fields
 from app.core.zoo import LoadedModel, UnknownModelError, discover, load_model
-from app.errors import AppError, BadParameterError
+from app.errors import BadParameterError
 from app.features.examples.build import DEFAULT_K, Progress, build, index_layers
 from app.features.examples.draw import render_crop
+from app.features.examples.errors import (  # noqa: F401 (the routes import them from here)
+    NOTHING_TO_INDEX,
+    BusyError,
+    IndexBuildingError,
+    IndexMissingError,
+    NoDatasetError,
+    describe_missing,
+)
 from app.features.examples.index_store import IndexStore, Manifest, index_key
 from app.features.examples.sources import GALLERY, GalleryDataset, IndexBuildError, open_source
+from app.features.units import check_channel
 from app.jobs import LOW_PRIORITY, Job, JobQueue
 
 if TYPE_CHECKING:
@@ -37,19 +45,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("convscope.indexing")
 
 
-# --------------------------------------------------------------------------- errors and helpers
-
-
-class BusyError(AppError):
-    """Another build is running (one at a time)."""
-
-    status, code = 409, "busy"
-
-    def __init__(self, job: Job) -> None:
-        super().__init__(f"a build is already running ({job.params['model']} on {job.params['dataset']}, "
-                         f"{job.done}/{job.total} images); follow it at /api/jobs/{job.id}",
-                         extra={"job": job.public()}, headers={"Retry-After": "5"})
-        self.job = job
+# --------------------------------------------------------------------------- helpers
 
 
 def load_one_model(name: str, settings: Any) -> LoadedModel:
@@ -62,55 +58,14 @@ def load_one_model(name: str, settings: Any) -> LoadedModel:
                                                              else ["efficientnet-lite0"]))
 
 
-def describe_missing(model: str) -> str:
-    """How to build a missing index (CLI and API)."""
-    return (f"No examples index for model {model!r} yet. Build one with "
-            f"`convscope index --model {model} --data PATH --split test` (PATH: an ImageFolder directory or zip), "
-            f"or POST /api/indexes {{\"model\": \"{model}\", \"dataset\": \"default\"}} "
-            f"(or start it on the page /indexes).")
-
-
-class IndexMissingError(AppError, LookupError):
-    """No index for the request; the message says how to build one."""
-
-    status, code = 404, "index_missing"
-
-    @classmethod
-    def for_model(cls, model: str) -> IndexMissingError:
-        """No index at all for ``model``: the answer names the command and the request that build one."""
-        return cls(describe_missing(model), extra={
-            "cli": f"convscope index --model {shlex.quote(model)} --data PATH --split test",
-            "post": {"model": model, "dataset": "default", "split": "test"}})
-
-
-class IndexBuildingError(AppError, LookupError):
-    """No index yet, but one is being built."""
-
-    status, code = 409, "index_building"
-
-    def __init__(self, job: Job) -> None:
-        super().__init__(f"the examples index of {job.params['model']} is being built: {job.done}/{job.total} images; "
-                         f"retry when it is done (progress: GET /api/jobs/{job.id})",
-                         extra={"job": job.public()}, headers={"Retry-After": "2"})
-        self.job = job
-
-
-class UnknownUnitError(AppError):
-    """A channel (or unit) the layer does not have."""
-
-    status, code = 404, "unknown_channel"
-
-
 def check_unit(lm: LoadedModel, layer: str, channel: int) -> None:
-    """404 for a channel the layer does not have (the message gives the valid range)."""
+    """422 ``bad_parameter`` for a channel the layer does not have (the message gives the valid range), as on
+    every route that takes a channel."""
     info = lm.layer(layer)
     if len(info.output_shape) not in (1, 3):
         raise BadParameterError(f"layer {layer!r} has output {info.output_shape}; examples exist for (C, H, W) "
                                 "and (F,) layers")
-    n = info.output_shape[0]
-    if not 0 <= channel < n:
-        what = "unit" if len(info.output_shape) == 1 else "channel"
-        raise UnknownUnitError(f"unknown {what} {channel} of layer {layer!r}: it has {what}s 0 to {n - 1}")
+    check_channel(channel, info.output_shape[0], layer, "unit" if len(info.output_shape) == 1 else "channel")
 
 
 @dataclass(frozen=True)
@@ -137,6 +92,7 @@ class ExamplesService:
         self.engine = engine
         self.istore = IndexStore(engine.store)
         self.jobs = jobs
+        jobs.provide(examples=self, engine=engine)
         self._readers: dict[str, ImageDataset] = {}
         self._start_lock = threading.Lock()
         self.throttle_s = 0.0  # pause after each batch of a build (seconds)
@@ -172,12 +128,13 @@ class ExamplesService:
             cur = self.running()
             if cur is not None and cur.key != key and lane != LOW_PRIORITY:
                 raise BusyError(cur)
-            job = self.jobs.submit("index", key, functools.partial(self._build, lm=lm, spec=spec, k=k, workers=workers),
-                                   lane=lane, params={"model": lm.name, "dataset": shown, "split": split,
-                                                         "limit": limit})
-        first = index_layers(lm)[0]
-        job.result_url = f"/api/models/{lm.name}/layers/{first}/channels/0/examples"
-        job.page_url = f"/models/{lm.name}/layers/{first}/examples"
+            first = index_layers(lm)[0]
+            job = self.jobs.submit("index", key, lane=lane, params={"model": lm.name, "dataset": shown, "split": split,
+                                                                    "limit": limit},
+                                   args={"model": lm.name, "weights": lm.weights_sha256, "spec": spec, "k": k,
+                                         "workers": workers},
+                                   result_url=f"/api/models/{lm.name}/layers/{first}/channels/0/examples",
+                                   page_url=f"/models/{lm.name}/layers/{first}/examples")
         return job
 
     def _build(self, job: Job, *, lm: LoadedModel, spec: str, k: int, workers: int) -> None:
@@ -223,6 +180,12 @@ class ExamplesService:
                                                                "(needs internet the first time)"))
         return out
 
+    def best_dataset(self) -> str | None:
+        """The data set a build names by default: the configured one, else the gallery when it has photos."""
+        if self.default_path:
+            return "default"
+        return GALLERY if self.engine.store.count_images() > 0 else None
+
     def dataset_spec(self, name: str) -> str:
         for d in self.datasets():
             if d.name == name:
@@ -265,7 +228,7 @@ class ExamplesService:
             job = self.active_for(lm.name)
             if job is not None:
                 raise IndexBuildingError(job)
-            raise IndexMissingError.for_model(lm.name)
+            raise IndexMissingError.for_model(lm.name, self.best_dataset())
         if man.source.get("kind") == GALLERY:
             self.refresh_gallery(lm, man)
         return idx, man
@@ -303,10 +266,26 @@ class ExamplesService:
                     return job
         return None
 
-    def start(self, lm: LoadedModel, dataset: str, split: str, limit: int | None, k: int = DEFAULT_K,
+    def start(self, lm: LoadedModel, dataset: str | None, split: str, limit: int | None, k: int = DEFAULT_K,
               workers: int = 0) -> Job:
+        """Start a build of ``dataset`` (None: :meth:`best_dataset`; :class:`NoDatasetError` when there is none)."""
+        dataset = dataset or self.best_dataset()
+        if dataset is None:
+            raise NoDatasetError(NOTHING_TO_INDEX)
         spec = self.dataset_spec(dataset)
         return self.start_build(lm, spec, "" if spec == GALLERY else split, limit, k=k, workers=workers)
+
+    # -- examples -------------------------------------------------------------------------------
+    def examples(self, index: ExamplesIndex, man: Manifest, layer: str, channel: int, mode: str,
+                 k: int | None = None) -> list[Example]:
+        """The best ``k`` examples, ranked from 0, without the photos deleted since a gallery index was built:
+        a deletion is complete when its answer arrives (the index is rebuilt in the background)."""
+        exs = index.examples(layer, channel, mode)
+        if man.source.get("kind") == GALLERY:
+            store = self.engine.store
+            exs = [dataclasses.replace(e, rank=i)
+                   for i, e in enumerate(e for e in exs if store.get_image(e.ref) is not None)]
+        return exs[:k] if k is not None else exs
 
     # -- crops ----------------------------------------------------------------------------------
     def _picture(self, man: Manifest, ref: str) -> Image.Image:
@@ -333,9 +312,10 @@ class ExamplesService:
         data = self.engine.store.cache_get(key)
         if data is not None:
             return data
-        exs = index.examples(layer, channel, mode, rank + 1)
+        exs = self.examples(index, man, layer, channel, mode, rank + 1)
         if rank >= len(exs):
-            raise IndexMissingError(f"there is no example {rank}: this channel has {len(exs)}")
+            raise BadParameterError(f"there is no example {rank}: this channel has {len(exs)} (ranks 0 to "
+                                    f"{len(exs) - 1})", extra={"valid_range": [0, len(exs) - 1]})
         ex = exs[rank]
         pic = np.asarray(lm.spec.preprocess.image(self._picture(man, ex.ref)), dtype=np.uint8)
         data = imaging.png_bytes(render_crop(pic, ex.box, ex.off_image))

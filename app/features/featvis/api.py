@@ -4,7 +4,7 @@ GETs never start work."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Path, Query, Request
@@ -16,6 +16,7 @@ from app.features.featvis.schemas import FeatVisOut, GalleryDoneOut, GalleryOut
 from app.features.featvis.service import FeatVisRequest, Kind, NotRendered, objective_of
 from app.features.jobs.schemas import AcceptedOut
 from app.features.jobs.service import accepted
+from app.http.representation import FormatQ, fresh, pick_format
 from app.http.responses import ERRORS, PNG, Problem, fast_json
 
 router = APIRouter(prefix="/api", tags=["featvis"])
@@ -23,7 +24,10 @@ ONE = "/models/{model}/layers/{layer}/channels/{channel}/featvis"
 
 
 def one_picture(request: Request, engine: EngineDep, svc: FeatVisDep, model: Annotated[str, Path(max_length=64)],
-                layer: Annotated[str, Path(max_length=200)], channel: Annotated[int, Path(ge=0, le=100_000)],
+                layer: Annotated[str, Path(max_length=200)],
+                channel: Annotated[str, Path(max_length=100, pattern=r"^[^/]+$",
+                                             description="channel or unit index; with objective=class a class index "
+                                                         "or name (cat)")],
                 objective: Kind = "channel", y: Annotated[int | None, Query(ge=0, le=4096)] = None,
                 x: Annotated[int | None, Query(ge=0, le=4096)] = None,
                 steps: Annotated[int | None, Query(ge=1, le=2048)] = None,
@@ -34,7 +38,8 @@ def one_picture(request: Request, engine: EngineDep, svc: FeatVisDep, model: Ann
     lm, obj = objective_of(engine, model, layer, channel, objective, y, x)
     s = svc.settings_for(lm, steps=steps, seed=seed, images=images, diversity=diversity)
     query = urlencode([(k, v) for k, v in request.query_params.multi_items() if k != "format"])
-    path = f"/models/{lm.name}/layers/{layer}/channels/{channel}/featvis" + (f"?{query}" if query else "")
+    canon = channel if obj.kind == "layer" else obj.channel  # a class name becomes its index
+    path = f"/models/{lm.name}/layers/{layer}/channels/{canon}/featvis" + (f"?{query}" if query else "")
     return FeatVisRequest(lm, obj, s, api_url=f"/api{path}", page_url=path)
 
 
@@ -46,10 +51,12 @@ NOT_RENDERED = {"model": Problem, "description": "unknown model or layer, or not
 @router.get(ONE, response_model=None, responses={
     **ERRORS, 200: {"model": FeatVisOut, **PNG}, 404: NOT_RENDERED},
     summary="Feature visualization of a channel / neuron / unit / class / layer, once rendered (POST renders it)")
-async def get_featvis(svc: FeatVisDep, r: OneDep, format: Literal["json", "png"] = "json") -> Response:
+async def get_featvis(request: Request, svc: FeatVisDep, r: OneDep, format: FormatQ = None) -> Response:
+    format = pick_format(request, format, ("json", "png"))
     hit = svc.cached(r.lm, r.obj, r.s)
     if hit is None:
         raise NotRendered(r.api_url)
+    fresh(request, r.lm.weights_sha256, private=False)
     png, meta = hit
     if format == "png":
         return Response(png, media_type="image/png")

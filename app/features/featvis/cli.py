@@ -41,7 +41,7 @@ def run(a: argparse.Namespace) -> int:
         print(f"unknown model {a.model!r}", file=sys.stderr)
         return 2
     lm = Zoo.load(specs, strict=[a.model]).get(a.model)
-    engine = Engine(settings, Zoo([lm]), Store(settings.data_dir))
+    engine = Engine(settings, Zoo([lm]), Store(settings.data_dir, settings.database_url))
     svc = FeatVisService(engine, JobQueue(engine.gate))
     info = lm.layer(a.layer)
     channels = range(info.channels) if a.all else (a.channel or [0])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Literal
 
 import torch
@@ -13,6 +13,8 @@ from app.core import imaging
 from app.core.zoo import LoadedModel
 from app.errors import AppError, BadParameterError
 from app.features.analysis.service import Engine
+from app.features.jobs import kinds as _kinds  # noqa: F401  (registers the job kinds' factories)
+from app.features.units import check_channel, class_of
 from app.jobs import Job, JobQueue
 
 
@@ -22,10 +24,10 @@ def make_objective(lm: LoadedModel, kind: str, layer: str, channel: int, y: int 
     if kind not in fv.OBJECTIVES:
         raise BadParameterError(f"objective must be one of: {', '.join(fv.OBJECTIVES)}")
     info = lm.layer(layer)
-    limit = len(lm.spec.categories) if kind == "class" else info.channels
-    if kind != "layer" and not 0 <= channel < limit:
-        what = "class" if kind == "class" else "channel"
-        raise BadParameterError(f"{what} {channel} is out of range: 0 to {limit - 1}")
+    if kind == "class":
+        class_of(lm, channel)
+    elif kind != "layer":
+        check_channel(channel, info.channels, layer, "unit" if kind == "unit" else "channel")
     if kind == "neuron":
         if not info.is_spatial:
             raise BadParameterError(f"a neuron needs a layer with spatial maps; {layer} outputs {info.output_shape}")
@@ -40,11 +42,16 @@ def make_objective(lm: LoadedModel, kind: str, layer: str, channel: int, y: int 
 Kind = Literal["channel", "neuron", "unit", "class", "layer"]
 
 
-def objective_of(engine: Engine, model: str, layer: str, channel: int, objective: str, y: int | None,
+def objective_of(engine: Engine, model: str, layer: str, channel: int | str, objective: str, y: int | None,
                  x: int | None) -> tuple[LoadedModel, fv.Objective]:
-    """The served model and a validated objective on it."""
+    """The served model and a validated objective on it; a class objective takes a class name too."""
     lm = engine.model(model)
-    return lm, make_objective(lm, objective, layer, channel, y, x)
+    if isinstance(channel, str) and not channel.isdigit():
+        if objective != "class":
+            raise BadParameterError(f"channel must be a number, not {channel!r} (a class name is taken with "
+                                    "objective=class)")
+        channel = class_of(lm, channel) or 0
+    return lm, make_objective(lm, objective, layer, int(channel), y, x)
 
 
 @dataclass(frozen=True)
@@ -75,6 +82,7 @@ class FeatVisService:
     def __init__(self, engine: Engine, jobs: JobQueue) -> None:
         self.engine = engine
         self.jobs = jobs
+        jobs.provide(featvis=self, engine=engine)
         self._copies: dict[tuple[str, str], torch.nn.Module] = {}
 
     @staticmethod
@@ -146,32 +154,31 @@ class FeatVisService:
         if not todo:
             return None
         key = "featvis-many:" + "|".join(self.key(lm, o, s) for o in (todo[0], todo[-1])) + f":{len(todo)}"
-
-        def work(job: Job) -> None:
-            for i, obj in enumerate(todo):
-                if job.cancel_requested:
-                    return
-                if self.cached(lm, obj, s) is None:  # rendered meanwhile by its own page's job
-                    result = self.run(lm, obj, s, job, job_steps=False)
-                    if result.cancelled:
-                        return
-                    job.preview = images_png(result.images)
-                job.progress(i + 1)
-
-        job = self.jobs.submit("featvis-many", key, work, lane=lane, total=len(todo), params={
+        return self.jobs.submit("featvis-many", key, lane=lane, total=len(todo), params={
             "model": lm.name, "layer": todo[0].layer, "objectives": [o.describe() for o in todo],
-            "steps": s.steps, "seed": s.seed})
-        job.result_url = f"/api/models/{lm.name}/featvis?layer={todo[0].layer}"
-        job.page_url = page_url
-        return job
+            "steps": s.steps, "seed": s.seed}, args={"model": lm.name, "weights": lm.weights_sha256,
+                                                      "objectives": [asdict(o) for o in todo], "settings": asdict(s)},
+            result_url=f"/api/models/{lm.name}/featvis?layer={todo[0].layer}", page_url=page_url)
+
+    def _many(self, job: Job, lm: LoadedModel, todo: list[fv.Objective], s: fv.Settings) -> None:
+        """The work of a featvis-many job: render what is not cached yet, one picture after the other."""
+        for i, obj in enumerate(todo):
+            if job.cancel_requested:
+                return
+            if self.cached(lm, obj, s) is None:  # rendered meanwhile by its own page's job
+                result = self.run(lm, obj, s, job, job_steps=False)
+                if result.cancelled:
+                    return
+                job.preview = images_png(result.images)
+            job.progress(i + 1)
 
     def start(self, lm: LoadedModel, obj: fv.Objective, s: fv.Settings, *, result_url: str | None = None,
               page_url: str | None = None) -> Job:
         """A job that renders one picture (the running one when the same picture is being rendered)."""
-        job = self.jobs.submit("featvis", self.key(lm, obj, s), lambda job: self._job(job, lm, obj, s), total=s.steps,
-                               params={"model": lm.name, "objective": obj.describe(), "steps": s.steps, "seed": s.seed})
-        job.result_url, job.page_url = job.result_url or result_url, job.page_url or page_url
-        return job
+        return self.jobs.submit("featvis", self.key(lm, obj, s), total=s.steps,
+                                params={"model": lm.name, "objective": obj.describe(), "steps": s.steps, "seed": s.seed},
+                                args={"model": lm.name, "weights": lm.weights_sha256, "objective": asdict(obj),
+                                      "settings": asdict(s)}, result_url=result_url, page_url=page_url)
 
     def _job(self, job: Job, lm: LoadedModel, obj: fv.Objective, s: fv.Settings) -> None:
         if self.run(lm, obj, s, job).cancelled:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
@@ -26,7 +28,7 @@ async def readyz(engine: EngineDep) -> JSONResponse:
     writable = await run_blocking(engine.store.writable)  # a write and an fsync: never on the event loop
     ready = bool(models) and writable
     body = {"status": "ready" if ready else "not ready", "models": models, "model_errors": engine.zoo.errors,
-            "store_writable": writable}
+            "store_writable": writable, "worker": os.getpid()}
     return JSONResponse(body, status_code=200 if ready else 503)
 
 

@@ -15,12 +15,14 @@ class HealthOut(BaseModel):
 
 class ReadyOut(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [
-        {"status": "ready", "models": ["cifarnet", "resnet18"], "model_errors": {}, "store_writable": True}]})
+        {"status": "ready", "models": ["cifarnet", "resnet18"], "model_errors": {}, "store_writable": True,
+         "worker": 4242}]})
 
     status: Literal["ready", "not ready"]
     models: list[str] = Field(description="the models that loaded")
     model_errors: dict[str, str] = Field(description="models that failed to load, with the reason")
     store_writable: bool
+    worker: int = Field(description="the process id of the worker that answered (`convscope serve --workers N`)")
 
 
 class BatcherStats(BaseModel):

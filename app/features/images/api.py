@@ -25,7 +25,7 @@ SizeQ = Annotated[SizeName | None, Query(description="thumb (lists, galleries), 
     200: {"model": ImageOut, "description": "the same bytes were uploaded before"}, **UPLOAD_ERRORS},
     summary="Upload a photo (multipart field `file`); stored once by content hash")
 async def upload_image(request: Request, engine: EngineDep, services: ServicesDep,
-                       file: Annotated[UploadFile, File(description="JPEG, PNG, WebP, BMP or GIF")]) -> JSONResponse:
+                       file: Annotated[UploadFile, File(description="JPEG, PNG, WebP, BMP, GIF, HEIC or AVIF")]) -> JSONResponse:
     await ensure_single_file(request)
     data = await read_upload(file, engine.settings.max_upload_bytes)
     up = await services.ingest(data, file.filename or "upload")
@@ -65,7 +65,7 @@ async def get_image_file(request: Request, engine: EngineDep, image_id: ImageId,
 
 @router.delete("/images/{image_id}", status_code=204, responses=ERRORS, response_class=Response,
                summary="Delete an upload and everything derived from it")
-async def delete_image(engine: EngineDep, image_id: ImageId) -> Response:
+async def delete_image(engine: EngineDep, services: ServicesDep, image_id: ImageId) -> Response:
     engine.image(image_id)
-    engine.delete(image_id)
+    services.delete(image_id)  # complete now: no answer lists the photo after this one
     return Response(status_code=204)

@@ -16,8 +16,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
 from app.core import lecture as L
-from app.deps import EngineDep
+from app.deps import EngineDep, ServicesDep
 from app.features.lecture.forms import Inputs, Pairs, cells, link, matrix_pairs, shape_text
+from app.features.lecture.s8 import section8
 from app.features.lecture.service import filter_photo, model_table
 from app.i18n import format as numbers
 from app.web.templating import is_htmx, lang_of, render
@@ -265,11 +266,9 @@ def lecture_7(request: Request, engine: EngineDep) -> HTMLResponse:
 
 
 @router.get("/lecture/8", response_class=HTMLResponse)
-def lecture_8(request: Request, engine: EngineDep) -> HTMLResponse:
-    """What a CNN learned: links into the live views for the four methods."""
+async def lecture_8(request: Request, services: ServicesDep) -> HTMLResponse:
+    """What a CNN learned: the four methods with real pictures, each linking to its live view."""
     image = request.query_params.get("image") or None
-    if image is not None:
-        engine.image(image)
-    models = list(engine.zoo.models.values())
-    return page(request, 8, "lecture/s8.html", {"models": models, "image": image}, [("image", image)])
+    ctx = await section8(request, services, image)
+    return page(request, 8, "lecture/s8.html", ctx, [("image", image)])
 

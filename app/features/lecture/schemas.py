@@ -10,6 +10,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.http.responses import StrictBody
+
 Num = int | Annotated[float, Field(allow_inf_nan=False)]
 RowIn = Annotated[list[Num], Field(max_length=256)]
 MatrixIn = Annotated[list[RowIn], Field(max_length=256, description="rows of numbers, all of the same length")]
@@ -19,7 +21,7 @@ Matrix = list[list[Num]]
 LIMITS = ("Limits: input at most 64×64, kernel at most 7×7, padding 0…6, stride 1…8.")
 
 
-class Conv2dIn(BaseModel):
+class Conv2dIn(StrictBody):
     input: MatrixIn = Field(description="the input matrix (h × w), e.g. the deck's 8×8")
     kernel: MatrixIn = Field(description="the filter (kernel), e.g. the deck's 3×3")
     padding: int = Field(0, description="zero padding p on every side (0…6)")
@@ -115,7 +117,7 @@ class Conv2dOut(BaseModel):
     steps: list[ConvStepOut] | None = None
 
 
-class Conv3dIn(BaseModel):
+class Conv3dIn(StrictBody):
     input: VolumeIn = Field(description="c × h × w (channels first, e.g. R, G, B)")
     filters: Annotated[list[VolumeIn], Field(max_length=64)] = Field(
         description="K filters, each c × f × f (as deep as the input)")
@@ -183,7 +185,7 @@ class Conv3dOut(BaseModel):
     pixel: PixelOut
 
 
-class PoolIn(BaseModel):
+class PoolIn(StrictBody):
     input: MatrixIn = Field(description="the input matrix, e.g. the deck's 4×4")
     mode: Literal["max", "avg"] = "max"
     size: int = Field(2, description="window side (1…8)")
@@ -350,7 +352,7 @@ class HandFilterOut(BaseModel):
     display: Literal["grey", "signed", "magnitude"]
 
 
-class FilterPhotoIn(BaseModel):
+class FilterPhotoIn(StrictBody):
     image: Annotated[str, Field(max_length=64)] | None = Field(None, description="image id (default: the lecture's photo)")
     filter: Annotated[str, Field(max_length=32)] | None = Field(None, description="a named filter (GET /api/lecture/filters)")
     kernel: MatrixIn | None = Field(None, description="or your own kernel (at most 7×7)")

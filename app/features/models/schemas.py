@@ -1,4 +1,5 @@
-"""JSON shapes of the served models (list, detail with layers, learned filters) and how a loaded model fills them."""
+"""JSON shapes of the served models (list, detail with layers, learned filters and their likeness to hand-made
+ones, receptive fields) and how a loaded model fills them."""
 
 from __future__ import annotations
 
@@ -107,3 +108,61 @@ def model_detail(lm: LoadedModel) -> ModelDetail:
                        preprocessing={"resize_shorter_side": p.resize, "center_crop": p.crop, "mean": list(p.mean),
                                       "std": list(p.std)},
                        layers=[layer_out(li) for li in lm.layers], card=lm.spec.card)
+
+
+class FilterLikenessOut(BaseModel):
+    filter: int
+    match: str = Field(description="the most similar hand-made filter")
+    similarity: float = Field(description="|cosine| for an edge filter (either direction), the cosine otherwise")
+    inverted: bool = Field(description="an edge filter matched with dark and light swapped (negative cosine)")
+    cosines: dict[str, float] = Field(description="the signed cosine with every compared hand-made filter")
+    caption: dict[str, str] = Field(description="the caption, by language")
+
+
+class LikenessStepOut(BaseModel):
+    snapshot: str = Field(description="epoch-003 ... or final")
+    epoch: int | None
+    mean_best: float
+    best: float
+    top: dict[str, Any] | None
+
+
+class LikenessOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"model": "cifarnet", "layer": "block1.0", "compared": ["vertical_edges", "horizontal_edges", "sobel_x",
+                                                                "sobel_y", "blur", "sharpen"],
+         "mean_best": 0.41, "best": 0.87,
+         "filters": [{"filter": 5, "match": "vertical_edges", "similarity": 0.87, "inverted": False,
+                      "cosines": {"vertical_edges": 0.87, "horizontal_edges": 0.02, "sobel_x": 0.85, "sobel_y": 0.01,
+                                  "blur": -0.05, "sharpen": 0.0},
+                      "caption": {"en": "filter 5 ≈ vertical edges, 0.87", "es": "filtro 5 ≈ Bordes verticales, 0,87"}}],
+         "over_training": [{"snapshot": "epoch-000", "epoch": 0, "mean_best": 0.28, "best": 0.5,
+                            "top": {"filter": 3, "match": "blur", "similarity": 0.5}}]}
+    ]})
+
+    model: str
+    layer: str = Field(description="the first convolution")
+    compared: list[str] = Field(description="the lecture's hand-made filters compared with")
+    mean_best: float = Field(description="the mean over the filters of their best similarity")
+    best: float
+    filters: list[FilterLikenessOut] = Field(description="every filter, most similar first")
+    over_training: list[LikenessStepOut] = Field(description="the same at every training snapshot, then final")
+
+
+class ReceptiveOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"model": "lenet", "layer": "conv2", "input_size": [32, 32], "shape": [10, 10],
+         "rows": [[0, 10], [2, 12]], "cols": [[0, 10], [2, 12]], "y": 1, "x": 0,
+         "box": [0, 2, 10, 12], "field": [0, 2, 10, 12]}
+    ]})
+
+    model: str
+    layer: str
+    input_size: list[int] = Field(description="H, W of the network's input picture")
+    shape: list[int] = Field(description="h, w of the layer's map")
+    rows: list[list[int]] = Field(description="per row of the map, the input rows [y0, y1) its units depend on")
+    cols: list[list[int]] = Field(description="per column of the map, the input columns [x0, x1)")
+    y: int | None = None
+    x: int | None = None
+    box: list[int] | None = Field(None, description="x0, y0, x1, y1 (half-open) of position (y, x): the pixels it reads")
+    field: list[int] | None = Field(None, description="x0, y0, x1, y1 of its textbook field, may run past the image")

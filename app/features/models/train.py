@@ -26,6 +26,9 @@ from tqdm import tqdm
 
 from app.core import nets
 from app.core.data import CIFAR10_ALIAS, file_sha256, load_uint8, open_dataset
+from app.core.metrics import Evaluation, history_entry
+from app.core.metrics import evaluate as evaluate_on
+from app.core.metrics import normalize as _normalize
 from app.core.zoo import load_safetensors
 
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
@@ -132,28 +135,12 @@ def whitening_filters(x: torch.Tensor, kernel_size: int, out_channels: int, eps:
     return torch.cat([w, -w])
 
 
-def normalize(x_uint8_or_float: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
-    """uint8-range tensor -> normalised float tensor (the models' preprocessing)."""
-    m = torch.tensor(mean).view(1, -1, 1, 1) * 255.0
-    s = torch.tensor(std).view(1, -1, 1, 1) * 255.0
-    return (x_uint8_or_float.float() - m) / s
+normalize = _normalize  # uint8-range tensor -> normalised float tensor (the models' preprocessing)
 
 
-@torch.no_grad()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int,
-             batch_size: int = 500) -> tuple[float, list[float]]:
-    """fp32 accuracy and per-class accuracy of ``model`` on uint8 images ``x``."""
-    model.eval()
-    correct = torch.zeros(num_classes)
-    total = torch.zeros(num_classes)
-    for i in range(0, len(x), batch_size):
-        xb = normalize(x[i:i + batch_size], CIFAR_MEAN, CIFAR_STD)
-        pred = model(xb).argmax(1)
-        yb = y[i:i + batch_size]
-        total += torch.bincount(yb, minlength=num_classes).float()
-        correct += torch.bincount(yb[pred == yb], minlength=num_classes).float()
-    per_class = (correct / total.clamp(min=1)).tolist()
-    return float(correct.sum() / total.sum()), per_class
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int) -> Evaluation:
+    """fp32 accuracy, per-class accuracy, confusion matrix and loss of ``model`` on uint8 images ``x``."""
+    return evaluate_on(model, x, y, num_classes, CIFAR_MEAN, CIFAR_STD)
 
 
 def _atomic_save(obj: dict[str, object], path: Path) -> None:
@@ -223,6 +210,7 @@ def train(model_name: str, data: str, out_dir: Path, run_dir: Path, *, seed: int
         model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(recipe.ema_decay), use_buffers=True)
         if recipe.ema_decay else None)
     start_epoch, wall = 0, 0.0
+    history: list[dict[str, object]] = []  # one entry per epoch (and epoch 0: the untrained start)
     ckpt_path = run_dir / "checkpoint.pt"
     if resume and ckpt_path.exists():
         ck = torch.load(ckpt_path, weights_only=True)
@@ -232,6 +220,7 @@ def train(model_name: str, data: str, out_dir: Path, run_dir: Path, *, seed: int
         if ema is not None:
             ema.load_state_dict(ck["ema"])
         start_epoch, wall = int(ck["epoch"]), float(ck["wall"])
+        history = list(ck.get("history", []))
         tqdm.write(f"resumed from {ckpt_path} at epoch {start_epoch}")
     elif 0 in recipe.snapshots:
         _save_weights(model, out_dir / "snapshots" / "epoch-000.safetensors", dtype=torch.float16)
@@ -240,6 +229,8 @@ def train(model_name: str, data: str, out_dir: Path, run_dir: Path, *, seed: int
         """The weights that are saved: the moving average where the recipe keeps one."""
         return ema.module if ema is not None else model
 
+    if start_epoch == 0:
+        history = [history_entry(0, test=evaluate(shipped(), xte, yte, num_classes), wall_time_s=0.0)]
     last = recipe.total_epochs if stop_after is None else min(recipe.total_epochs, start_epoch + stop_after)
     for epoch in range(start_epoch, last):
         t0 = time.perf_counter()
@@ -272,22 +263,32 @@ def train(model_name: str, data: str, out_dir: Path, run_dir: Path, *, seed: int
                              img_s=f"{seen / (time.perf_counter() - t0):.0f}")
         pbar.close()
         wall += time.perf_counter() - t0
-        acc, _ = evaluate(model, xte, yte, num_classes)
-        ema_note = f", EMA {evaluate(ema.module, xte, yte, num_classes)[0]:.4f}" if ema is not None else ""
+        acc = evaluate(model, xte, yte, num_classes).accuracy
+        test = evaluate(ema.module, xte, yte, num_classes) if ema is not None else None
+        ema_note = f", EMA {test.accuracy:.4f}" if test is not None else ""
+        history.append(history_entry(epoch + 1, test=test or evaluate(model, xte, yte, num_classes), wall_time_s=wall,
+                                     train_loss=loss_sum / seen, train_accuracy=correct / seen,
+                                     lr=opt.param_groups[0]["lr"]))
         tqdm.write(f"epoch {epoch + 1}: train loss {loss_sum / seen:.4f} acc {correct / seen:.4f} "
                    f"test acc {acc:.4f}{ema_note} ({wall:.0f} s)")
         if epoch + 1 in recipe.snapshots:
             _save_weights(shipped(), out_dir / "snapshots" / f"epoch-{epoch + 1:03d}.safetensors",
                           dtype=torch.float16)
         _atomic_save({"model": model.state_dict(), "opt": opt.state_dict(), "gen": gen.get_state(),
-                      "epoch": epoch + 1, "wall": wall, **({"ema": ema.state_dict()} if ema is not None else {})},
+                      "epoch": epoch + 1, "wall": wall, "history": history,
+                      **({"ema": ema.state_dict()} if ema is not None else {})},
                      ckpt_path)
     if last < recipe.total_epochs:
         tqdm.write(f"stopped after epoch {last}; run again to resume from {ckpt_path}")
         return None
 
     model = shipped()
-    acc, per_class = evaluate(model, xte, yte, num_classes)
+    final = evaluate(model, xte, yte, num_classes)
+    acc, per_class = final.accuracy, final.per_class
+    before = int(earlier.get("epochs", 0))  # type: ignore[call-overload]
+    if before:  # a warm restart continues the earlier run's curves
+        history = list(earlier.get("history", [])) + [{**h, "epoch": int(h["epoch"]) + before}  # type: ignore
+                                                       for h in history if h["epoch"] != 0]
     data_desc = data if data == CIFAR10_ALIAS else Path(data).name
     card = {
         "name": model_name,
@@ -312,6 +313,10 @@ def train(model_name: str, data: str, out_dir: Path, run_dir: Path, *, seed: int
         "test_accuracy": round(acc, 4),
         "per_class_accuracy": {c: round(a, 4) for c, a in zip(train_ds.classes, per_class)},
         "evaluation": "fp32, test split, decoded with Pillow, no test-time augmentation",
+        "confusion_matrix": final.confusion,  # [true class][predicted class], test split
+        "history": history,
+        "history_source": "recorded by the trainer after every epoch (train loss and accuracy: the epoch's "
+                          "augmented batches in training mode; test: the shipped weights on the test split)",
     }
     if init is not None:
         card["warm_start"] = {"from": str(init), "epochs": earlier.get("epochs"), "wall_time_s": earlier.get("wall_time_s"),

@@ -22,7 +22,7 @@ def run(a: argparse.Namespace) -> int:
     if hours <= 0:
         print("retention is 0 (keep forever): nothing to do. Set CONVSCOPE_RETENTION_HOURS or pass --hours.")
         return 0
-    store = Store(s.data_dir)
+    store = Store(s.data_dir, s.database_url)
     try:
         if a.dry_run:
             ids = [r.id for r in expired(store, hours)]

@@ -2,7 +2,8 @@
 
 /models/{model}/timeline?image=&layer=&step= is the page (a range input; htmx swaps the frame and
 pushes the URL, so every position is a permalink); ``snapshot=epoch-003`` may name the position
-instead of ``step``.
+instead of ``step``. Each position also says how much the first layer's filters look like the lecture's
+hand-made ones, and how that likeness goes over the checkpoints.
 """
 
 from __future__ import annotations
@@ -17,8 +18,11 @@ from app.core.imaging import png_data_uri
 from app.core.inference import top_k
 from app.core.snapshots import normalize_snapshot
 from app.deps import EngineDep
+from app.features.models.charts import history_note, training_charts
+from app.features.models.likeness import timeline_context
 from app.features.timeline.service import strongest_channels
 from app.i18n import format as numbers
+from app.runtime.blocking import run_blocking
 from app.web.templating import lang_of, render
 
 router = APIRouter(include_in_schema=False)
@@ -49,6 +53,12 @@ async def timeline_page(request: Request, engine: EngineDep, model: Annotated[st
         "base": base, "lm": lm, "stops": stops, "step": step, "snaps": snaps, "when": when, "layer": chosen,
         "filters_src": png_data_uri(await engine.gate.run(engine.filters_png, lm, None, "rgb")), "n_filters": w.shape[0],
         "images": engine.store.list_images(30), "image": image, "rec": None}
+    card = base.spec.card or {}
+    epoch = snaps[step].epoch if step < len(snaps) else card.get("epochs")  # type: ignore[attr-defined]
+    ctx["curves"] = training_charts(card, lang_of(request), mark_epoch=epoch,
+                                    mark_label=i18n.translator(lang_of(request))("ch.now", when=when))
+    ctx["curves_note"] = history_note(card, lang_of(request)) if ctx["curves"] else ""
+    ctx.update(await run_blocking(timeline_context, engine, lm, lang_of(request)))  # learned vs hand-made filters
     if image:
         rec = engine.image(image)
         an = await engine.analysis_async(lm, rec)
