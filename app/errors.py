@@ -30,16 +30,26 @@ from app.web.templating import is_api, lang_of, render_error
 
 class AppError(Exception):
     """An error of the app's services that a client caused: ``status`` and ``code`` per class, the
-    message in English, and optional ``extra`` fields for the JSON body."""
+    message in English, optional ``extra`` fields for the JSON body, and optionally the catalog ``key``
+    (with ``params``) that words it in the request's language."""
 
     status: ClassVar[int] = 400
     code: ClassVar[str] = "bad_request"
 
     def __init__(self, message: str, *, extra: Mapping[str, Any] | None = None,
-                 headers: Mapping[str, str] | None = None) -> None:
+                 headers: Mapping[str, str] | None = None, key: str | None = None,
+                 params: Mapping[str, Any] | None = None) -> None:
         super().__init__(message)
         self.extra = dict(extra or {})
         self.headers = dict(headers or {})
+        self.key = key
+        self.params = dict(params or {})
+
+    def text(self, lang: str) -> str:
+        """The message in ``lang`` when the catalog words it, else the English message."""
+        if self.key and lang != i18n.DEFAULT_LANG and i18n.has(self.key):
+            return i18n.translator(lang)(self.key, **self.params)
+        return str(self)
 
 
 class BadParameterError(AppError, ValueError):
@@ -133,7 +143,7 @@ def problem_of(exc: Exception, request: Request) -> Problem:
     lang = lang_of(request)
     _ = i18n.translator(lang)
     if isinstance(exc, AppError):
-        return Problem(exc.status, exc.code, str(exc), exc.extra, exc.headers)
+        return Problem(exc.status, exc.code, exc.text(lang), exc.extra, exc.headers)
     if isinstance(exc, LectureError):
         return Problem(422, exc.code, lecture_error_text(exc, lang))
     if isinstance(exc, NotFoundError):

@@ -254,3 +254,12 @@ def test_one_unit_of_a_vector_layer_is_one_number(client: TestClient) -> None:
     full = client.get(f"/api/images/{iid}/activations/fc3", params={"model": "lenet"}).json()
     one = client.get(f"/api/images/{iid}/activations/fc3", params={"model": "lenet", "channel": 3})
     assert one.status_code == 200 and one.json()["shape"] == [] and one.json()["values"] == pytest.approx(full["values"][3])
+
+
+def test_out_of_range_numbers_are_worded_in_the_request_language(client: TestClient) -> None:
+    iid = client.post("/api/images", files={"file": ("r.jpg", make_photo(seed=9), "image/jpeg")}).json()["id"]
+    url = f"/api/images/{iid}/activations/conv1"
+    en = client.get(url, params={"model": "lenet", "channel": 99}).json()
+    es = client.get(url, params={"model": "lenet", "channel": 99, "lang": "es"}).json()
+    assert en["code"] == es["code"] == "bad_parameter" and en["valid_range"] == es["valid_range"] == [0, 7]
+    assert "out of range" in en["detail"] and "fuera de rango" in es["detail"] and "0 a 7" in es["detail"]

@@ -13,7 +13,8 @@ def check_channel(channel: int, channels: int, layer: str | None = None, what: s
     if not 0 <= channel < channels:
         of = f" of layer {layer!r}" if layer else ""
         raise BadParameterError(f"{what} {channel} is out of range{of}: this layer has {what}s 0 to {channels - 1}",
-                                extra={"valid_range": [0, channels - 1]})
+                                extra={"valid_range": [0, channels - 1]}, key=f"err.range.{what}",
+                                params={"n": channel, "layer": layer or "", "last": channels - 1})
 
 
 def class_of(lm: LoadedModel, value: str | int | None) -> int | None:
@@ -25,6 +26,7 @@ def class_of(lm: LoadedModel, value: str | int | None) -> int | None:
         n = len(lm.spec.categories)
         if not 0 <= i < n:
             raise BadParameterError(f"class {i} is out of range: {lm.name} has classes 0 to {n - 1}",
-                                    extra={"valid_range": [0, n - 1]})
+                                    extra={"valid_range": [0, n - 1]}, key="err.range.class",
+                                    params={"n": i, "model": lm.name, "last": n - 1})
         return i
     return lm.class_index(value)
