@@ -209,3 +209,19 @@ def test_occlusion_over_its_pass_budget_is_refused_before_it_starts(tmp_path, zo
         job_url = r.headers["location"]
         c.delete(job_url)
         assert _wait(c, job_url)["state"] in ("cancelled", "done")
+
+
+def test_the_occlusion_budget_answers_in_spanish_too(tmp_path, zoo):
+    from fastapi.testclient import TestClient
+
+    from app.config import Settings
+    from app.main import create_app
+    from conftest import make_photo
+
+    s = Settings(data_dir=tmp_path, models_dir=tmp_path / "none", torchvision_models=[], default_model="lenet",
+                 max_occlusion_passes=64, torch_threads=1)
+    with TestClient(create_app(s, zoo=zoo)) as c:
+        iid = c.post("/api/images", files={"file": ("o.jpg", make_photo(seed=3), "image/jpeg")}).json()["id"]
+        r = c.get(f"/api/images/{iid}/attribution", params={"method": "occlusion", "window": 1, "stride": 1, "lang": "es"})
+        assert r.status_code == 422 and r.json()["code"] == "too_costly"
+        assert "pasadas hacia delante" in r.json()["detail"] and "stride=5" in r.json()["detail"]

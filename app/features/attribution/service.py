@@ -51,7 +51,10 @@ class AttributionService:
                      if len(attr.occlusion_boxes(side, side, window, s)) <= self.max_occlusion_passes), side)
         raise TooCostlyError(f"occlusion with window {window} and stride {stride} on the {side}x{side} input of "
                              f"{lm.name} needs {passes:,} forward passes; at most {self.max_occlusion_passes:,} are "
-                             f"allowed. Use stride={fits} (or more) with window={window}, or a larger window.")
+                             f"allowed. Use stride={fits} (or more) with window={window}, or a larger window.",
+                             key="err.occlusion_cost", params={"window": window, "stride": stride, "side": side,
+                                                               "model": lm.name, "passes": passes,
+                                                               "max": self.max_occlusion_passes, "fits": fits})
 
     def start_occlusion(self, lm: LoadedModel, rec: ImageRecord, target: int | None, window: int, stride: int,
                         fill: float, *, result_url: str, page_url: str) -> Job:

@@ -19,7 +19,9 @@ class BusyError(AppError):
     def __init__(self, job: Job) -> None:
         super().__init__(f"a build is already running ({job.params['model']} on {job.params['dataset']}, "
                          f"{job.done}/{job.total} images); follow it at /api/jobs/{job.id}",
-                         extra={"job": job.public()}, headers={"Retry-After": "5"})
+                         extra={"job": job.public()}, headers={"Retry-After": "5"}, key="err.busy",
+                         params={"model": job.params["model"], "dataset": job.params["dataset"], "done": job.done,
+                                 "total": job.total, "id": job.id})
         self.job = job
 
 
@@ -65,5 +67,6 @@ class IndexBuildingError(AppError, LookupError):
     def __init__(self, job: Job) -> None:
         super().__init__(f"the examples index of {job.params['model']} is being built: {job.done}/{job.total} images; "
                          f"retry when it is done (progress: GET /api/jobs/{job.id})",
-                         extra={"job": job.public()}, headers={"Retry-After": "2"})
+                         extra={"job": job.public()}, headers={"Retry-After": "2"}, key="err.index_building",
+                         params={"model": job.params["model"], "done": job.done, "total": job.total, "id": job.id})
         self.job = job
