@@ -74,17 +74,26 @@ class Store:
     def __init__(self, root: Path, database_url: str | None = None) -> None:
         self.root = Path(root)
         self.blobs = self.root / "blobs"
-        try:
-            self.root.mkdir(parents=True, exist_ok=True)
-            self.db = Database(path=self.root / "convscope.sqlite3", url=database_url)
-            if self.db.dialect == "sqlite":
-                check = self.db.one("PRAGMA quick_check")
-                if check is None or check[0] != "ok":
-                    raise StoreError(f"store database {self.root / 'convscope.sqlite3'} is damaged: {check}")
-            self.db.migrate()
-        except (sqlite3.DatabaseError, DatabaseError) as e:
-            raise StoreError(f"store database under {self.root if not database_url else 'CONVSCOPE_DATABASE_URL'} "
-                             f"cannot be opened ({e}); move it away or restore it from a backup") from e
+        for attempt in range(50):
+            try:
+                self.root.mkdir(parents=True, exist_ok=True)
+                self.db = Database(path=self.root / "convscope.sqlite3", url=database_url)
+                if self.db.dialect == "sqlite":
+                    check = self.db.one("PRAGMA quick_check")
+                    if check is None or check[0] != "ok":
+                        raise StoreError(f"store database {self.root / 'convscope.sqlite3'} is damaged: {check}")
+                self.db.migrate()
+                break
+            except (sqlite3.DatabaseError, DatabaseError) as e:
+                # Workers starting together race for SQLite's first switch to WAL, which answers "locked"
+                # at once instead of waiting: try again for a few seconds before calling it damaged.
+                if "locked" in str(e) and attempt < 49:
+                    if getattr(self, "db", None) is not None:
+                        self.db.close()
+                    time.sleep(0.2)
+                    continue
+                raise StoreError(f"store database under {self.root if not database_url else 'CONVSCOPE_DATABASE_URL'} "
+                                 f"cannot be opened ({e}); move it away or restore it from a backup") from e
         self._lock = threading.Lock()
         # Records are immutable once written: recent ones are answered from memory, without the
         # lock or SQLite (the event loop asks for one on every request about an image). An upload
