@@ -14,7 +14,7 @@ from app.deps import EngineDep
 from app.features.ablation import service as ablation
 from app.features.analysis import onphoto
 from app.features.analysis.schemas import ActivationOut, AnalysisOut, PredictionsOut
-from app.features.analysis.service import npy_bytes
+from app.features.analysis.service import Engine, npy_bytes
 from app.features.units import check_channel
 from app.http.representation import FormatQ, fresh, pick_format
 from app.http.responses import ERRORS, NPY, PNG, ImageId, ModelQ, fast_json
@@ -33,14 +33,20 @@ AblateQ = Annotated[str | None, Query(max_length=20_000, description="channels s
                                       "layer:channel items, comma-separated (conv1:3,conv1:5)")]
 
 
+def _subject(request: Request, engine: Engine, image_id: str, model: str | None, ablate: str | None
+             ) -> tuple[ImageRecord, LoadedModel, dict[str, list[int]] | None]:
+    """The photo, the model, the channels switched off; a 304 when the browser has this answer already."""
+    rec = engine.image(image_id)
+    lm = engine.pick(model)
+    fresh(request, lm.weights_sha256, rec.sha256)
+    return rec, lm, ablation.parse(lm, ablate) if ablate else None
+
+
 @router.get("/images/{image_id}/predictions", response_model=PredictionsOut, responses=ERRORS,
             summary="Top-k labels and probabilities")
 async def get_predictions(request: Request, engine: EngineDep, image_id: ImageId, model: ModelQ = None,
                           k: Annotated[int, Query(ge=1, le=1000)] = 5, ablate: AblateQ = None) -> Response:
-    rec = engine.image(image_id)
-    lm = engine.pick(model)
-    fresh(request, lm.weights_sha256, rec.sha256)
-    off = ablation.parse(lm, ablate) if ablate else None
+    rec, lm, off = _subject(request, engine, image_id, model, ablate)
     probs = await (ablation.probabilities(engine, lm, rec, off) if off else engine.predictions(lm, rec))
     # the shape of PredictionsOut, written directly (no second validation of our own output)
     return fast_json({"image": rec.id, "model": lm.name,
@@ -61,10 +67,7 @@ def _analysis_response(lm: LoadedModel, rec: ImageRecord, ov: Overview, *, k: in
             summary="Predictions plus every layer's shape and per-channel min/max/mean")
 async def get_analysis(request: Request, engine: EngineDep, image_id: ImageId, model: ModelQ = None,
                        k: Annotated[int, Query(ge=1, le=1000)] = 5, ablate: AblateQ = None) -> Response:
-    rec = engine.image(image_id)
-    lm = engine.pick(model)
-    fresh(request, lm.weights_sha256, rec.sha256)
-    off = ablation.parse(lm, ablate) if ablate else None
+    rec, lm, off = _subject(request, engine, image_id, model, ablate)
     if off:
         ov = await ablation.overview(engine, lm, rec, off)
         return await run_blocking(functools.partial(_analysis_response, lm, rec, ov, k=k, ablated=off))
