@@ -193,3 +193,48 @@ def test_finalize_boxes_follow_receptive_fields() -> None:
     assert [e.box for e in back.examples("conv", 0, "image")] == [(0, 0, 8, 8)] * K
     fc = back.examples("fc", 1, "crop", 3)
     assert len(fc) == 3 and all(e.box == (0, 0, 8, 8) for e in fc) and fc[0].pred_name in "abcd"
+
+
+def test_concurrent_first_loads_read_the_index_once(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Eight requests for one stored index at once: one read and parse, the same object for all, no error
+    (parsing npz headers side by side once raised CPython 3.11's 'AST constructor recursion depth mismatch')."""
+    import threading
+
+    from app.features.examples import index_store
+    from app.store.database import Store
+
+    model = TieNet().eval()
+    x, y = data(32, seed=5)
+    acc = Accumulator(model, LAYERS, K)
+    for xb, ib, yb in batches(x, y, 0, 32, [16]):
+        acc.add(xb, ib, yb)
+    idx = finalize(acc.part, receptive_fields(model, (3, 8, 8)), {"input_size": [3, 8, 8]}, lambda i: f"img{i}.png")
+    store = Store(tmp_path)
+    try:
+        ist = index_store.IndexStore(store)
+        store.cache_put("examples:test", idx.to_bytes())
+        parses = []
+        real = ExamplesIndex.from_bytes
+
+        def counted(data: bytes) -> ExamplesIndex:
+            parses.append(1)
+            return real(data)
+
+        monkeypatch.setattr(index_store.ExamplesIndex, "from_bytes", staticmethod(counted))
+        start = threading.Barrier(8)
+        got: list[object] = []
+
+        def load() -> None:
+            start.wait()
+            got.append(ist.load("examples:test"))
+
+        threads = [threading.Thread(target=load) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(got) == 8 and all(g is got[0] for g in got) and got[0] is not None
+        assert len(parses) == 1
+        assert ist.load("examples:missing") is None
+    finally:
+        store.close()

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import io
 import json
+import threading
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -44,6 +45,7 @@ EMPTY = torch.iinfo(torch.int64).min
 MAX_INDEX = (1 << 32) - 1
 MODES = ("crop", "image")
 FORMAT_VERSION = 1
+_NPZ_READ_LOCK = threading.Lock()
 
 
 class IndexMismatchError(ValueError):
@@ -289,7 +291,10 @@ class IndexPart:
     @classmethod
     def from_npz(cls, data: bytes) -> tuple[IndexPart, dict[str, object], dict[str, np.ndarray]]:
         """The part, its ``meta`` and the ``extra`` arrays written by :meth:`to_npz`."""
-        with np.load(io.BytesIO(data), allow_pickle=False) as z:
+        # One reader at a time: numpy parses each array header with ast.literal_eval, and CPython 3.11's
+        # AST constructor keeps a shared recursion counter that concurrent parses corrupt (SystemError
+        # "AST constructor recursion depth mismatch", python/cpython#106905). Parsing is a few ms.
+        with _NPZ_READ_LOCK, np.load(io.BytesIO(data), allow_pickle=False) as z:
             head = json.loads(bytes(z["head"]).decode())
             if head.get("format") != FORMAT_VERSION:
                 raise ValueError(f"index format {head.get('format')} is not {FORMAT_VERSION}; rebuild the index")

@@ -76,6 +76,7 @@ class IndexStore:
         self.root = Path(store.root) / "examples"
         self._cache: OrderedDict[str, ExamplesIndex] = OrderedDict()
         self._lock = threading.Lock()
+        self._loading: dict[str, threading.Lock] = {}
 
     def manifest_path(self, key: str) -> Path:
         return self.root / "manifests" / f"{_key_file(key)}.json"
@@ -108,22 +109,38 @@ class IndexStore:
             return None
 
     def load(self, key: str) -> ExamplesIndex | None:
-        """The index (cached in memory, a few at a time), or None when missing or damaged."""
+        """The index (cached in memory, a few at a time), or None when missing or damaged.
+
+        Concurrent first requests for one index read and parse it once (the others wait for it)."""
         with self._lock:
             hit = self._cache.get(key)
             if hit is not None:
                 self._cache.move_to_end(key)
                 return hit
+            loading = self._loading.setdefault(key, threading.Lock())
+        with loading:
+            with self._lock:
+                hit = self._cache.get(key)
+                if hit is not None:
+                    return hit
+            try:
+                idx = self._read(key)
+                if idx is not None:
+                    with self._lock:
+                        self._cache[key] = idx
+                        while len(self._cache) > 4:
+                            self._cache.popitem(last=False)
+                return idx
+            finally:
+                with self._lock:
+                    self._loading.pop(key, None)
+
+    def _read(self, key: str) -> ExamplesIndex | None:
         data = self.store.cache_get(key)
         if data is None:
             return None
         try:
-            idx = ExamplesIndex.from_bytes(data)
+            return ExamplesIndex.from_bytes(data)
         except (ValueError, KeyError, OSError) as e:
             log.warning("examples index %s is unreadable (%s); rebuild it", key, e)
             return None
-        with self._lock:
-            self._cache[key] = idx
-            while len(self._cache) > 4:
-                self._cache.popitem(last=False)
-        return idx

@@ -110,7 +110,8 @@
       ws.onopen = function () { status("● " + config().model + " · " + config().layer); pump(); };
       ws.onmessage = function (ev) {
         var m; try { m = JSON.parse(ev.data); } catch (e) { return; }
-        if (m.type === "result") { showResult(m); pump(); }
+        // Once paused, results still in flight are dropped: the picture stays as it was at the click.
+        if (m.type === "result") { if (!paused) { showResult(m); pump(); } }
         else if (m.type === "frozen") showFrozen(m);
         else if (m.type === "config") { status("● " + m.model + " · " + m.layer); }
         else if (m.type === "error") { status(m.detail); if (m.seq) { delete sentAt[m.seq]; pump(); } }
