@@ -130,6 +130,13 @@ class Settings(BaseSettings):
     index_checkpoint_s: float = Field(30.0, ge=0, description="an index build saves a checkpoint this often (seconds)")
     index_throttle_s: float = Field(0.0, ge=0, description="pause after each batch of an index build (seconds)")
     index_batch_size: int = Field(0, ge=0, description="images per batch of an index build; 0: chosen by memory")
+    index_engine: Literal["local", "ray"] = Field("local", description="where index builds run: local = in this "
+                                                  "process; ray = mapped over Ray actors (pip install .[ray]; "
+                                                  "the gallery is always indexed locally)")
+    ray_address: str | None = Field(None, description="the Ray cluster of index builds (e.g. auto, "
+                                    "ray://head:10001); unset: a local Ray instance started by the first build")
+    ray_actors: int = Field(0, ge=0, description="Ray actors of an index build, each holding the model once; "
+                            "0: one per CPU the cluster reports")
 
     @property
     def shared_jobs(self) -> bool:

@@ -238,3 +238,64 @@ def test_concurrent_first_loads_read_the_index_once(tmp_path, monkeypatch) -> No
         assert ist.load("examples:missing") is None
     finally:
         store.close()
+
+
+def wide_net() -> nn.Module:
+    """48x48 maps, integer weights (-1, 0, 1): ties inside every map."""
+    from collections import OrderedDict
+
+    g = torch.Generator().manual_seed(3)
+    net = nn.Sequential(OrderedDict(conv=nn.Conv2d(3, 4, 3, padding=1, bias=False), relu=nn.ReLU(),
+                                    flatten=nn.Flatten(), fc=nn.Linear(4 * 48 * 48, 5, bias=False)))
+    with torch.no_grad():
+        for p in net.parameters():
+            p.copy_(torch.randint(-1, 2, p.shape, generator=g).float())
+    return net.eval()
+
+
+def test_large_maps_find_the_first_maximum_like_argmax() -> None:
+    model = wide_net()
+    g = torch.Generator().manual_seed(9)
+    x = torch.randint(0, 2, (60, 3, 48, 48), generator=g).float()
+    y = torch.randint(0, 5, (60,), generator=g)
+    for fmt in (torch.contiguous_format, torch.channels_last):  # batches from images arrive channels-last
+        acc = Accumulator(model, ["conv", "relu", "fc"], K)
+        for xb, ib, yb in batches(x, y, 0, len(x), [16, 5, 9]):
+            acc.add(xb.contiguous(memory_format=fmt), ib, yb)
+        for layer in ["conv", "relu"]:
+            for mode in ("crop", "image"):
+                assert as_rows(acc.part.layers[layer].modes[mode]) == brute(model, x, y, layer, mode), (layer, mode, fmt)
+        assert as_rows(acc.part.layers["fc"].modes["unit"]) == brute(model, x, y, "fc", "crop")
+
+
+@pytest.mark.parametrize("side", [8, 48])
+def test_reduce_positions_with_ties_nan_and_floors(side: int) -> None:
+    from app.core.examples import _reduce
+
+    g = torch.Generator().manual_seed(side)
+    out = torch.randint(-3, 4, (6, 5, side, side), generator=g).float()
+    out[0, 0] = -0.0
+    out[1, 1, side // 2, 3] = float("nan")
+    out[2, 2, -1, -1] = float("nan")
+    out[3, 3, 1, 1] = out[3, 3, 2, 2] = float("nan")  # argmax gives the first NaN
+    flat = out.flatten(2)
+    some = torch.tensor([3.0, float("-inf"), 2.0, 9.0, 0.0])
+    for floor, fmt in [(None, torch.contiguous_format), (some, torch.contiguous_format), (None, torch.channels_last)]:
+        st = _reduce("x", out.contiguous(memory_format=fmt), floor)
+        assert torch.equal(st.peak.nan_to_num(-9), flat.amax(2).nan_to_num(-9))
+        assert torch.equal(st.mean.nan_to_num(-9), flat.mean(2).nan_to_num(-9))
+        want = flat.argmax(2).to(torch.int32)
+        searched = torch.ones_like(want, dtype=torch.bool) if floor is None else ~(flat.amax(2) < floor)
+        assert torch.equal(st.loc[searched], want[searched]) and bool((st.loc[~searched] == 0).all())
+
+
+def test_reduce_reads_channels_last_maps_alike() -> None:
+    from app.core.examples import _reduce
+
+    g = torch.Generator().manual_seed(4)
+    for side in (8, 48):
+        out = torch.randint(-3, 4, (5, 6, side, side), generator=g).float()
+        out[1, 2, 3, 4] = out[1, 2, 0, 5] = float("nan")
+        a, b = _reduce("x", out, None), _reduce("x", out.contiguous(memory_format=torch.channels_last), None)
+        for f in ("peak", "mean", "loc"):
+            assert torch.equal(getattr(a, f).nan_to_num(-9), getattr(b, f).nan_to_num(-9)), f

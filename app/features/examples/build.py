@@ -6,6 +6,8 @@ top-k atomically to ``<data_dir>/examples/checkpoints/``. Batches always start a
 batch size, so a run that is killed and resumed processes exactly the same batches as one that
 is not, and (the merge being associative, ties broken by data set index) ends with a bit-identical
 index. A gallery index is extended with the new uploads (``base``) instead of being rebuilt.
+Builds on Ray (:mod:`app.features.examples.distributed`) share the checkpoint and the end
+(:func:`read_checkpoint`, :func:`write_checkpoint`, :func:`finish`) with this one.
 
 Used by ``convscope index`` (:mod:`app.features.examples.cli`) and by the server's index jobs
 (:class:`app.features.examples.service.ExamplesService`).
@@ -18,6 +20,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -25,7 +28,7 @@ import torch
 from app.core.data import ImageDataset
 from app.core.examples import Accumulator, ExamplesIndex, IndexPart, finalize
 from app.core.receptive import receptive_fields
-from app.core.zoo import LoadedModel
+from app.core.zoo import LoadedModel, UnknownModelError, discover, load_model
 from app.features.examples.index_store import IndexStore, Manifest, index_key
 from app.features.examples.sources import GalleryDataset, IndexBuildError, Source, _Decoded, collate_batch, normalize
 from app.jobs import JobCancelled
@@ -58,6 +61,18 @@ class Progress:
         return (self.total - self.done) / r if r > 0 else None
 
 
+def load_one_model(name: str, settings: Any) -> LoadedModel:
+    """Load only the named model (the CLI and a Ray build's actors do not need the whole zoo).
+
+    ``settings``: anything with ``models_dir`` and ``torchvision_models`` (:class:`app.config.Settings`)."""
+    specs = discover(settings.models_dir, settings.torchvision_models, effnet=name == "efficientnet-lite0")
+    for s in specs:
+        if s.name == name:
+            return load_model(s)
+    raise UnknownModelError(name, [s.name for s in specs] + ([] if name == "efficientnet-lite0"
+                                                             else ["efficientnet-lite0"]))
+
+
 def auto_batch_size(lm: LoadedModel) -> int:
     """256 small (CIFAR-sized) inputs a batch; 16 at 224x224 (activation memory grows with the area)."""
     side = lm.spec.preprocess.crop
@@ -71,6 +86,25 @@ def index_layers(lm: LoadedModel) -> list[str]:
 def _checkpoint_meta(key: str, k: int, batch_size: int, layers: Sequence[str]) -> dict[str, Any]:
     return {"key": key, "k": k, "batch_size": batch_size,
             "layers": hashlib.sha256("\n".join(layers).encode()).hexdigest()}
+
+
+def read_checkpoint(ck_path: Path, ck_meta: dict[str, Any]) -> IndexPart | None:
+    """The part saved at ``ck_path`` when this very build wrote it (same key, k, batch size, layers), else None."""
+    if not ck_path.is_file():
+        return None
+    try:
+        part, meta, _ = IndexPart.from_npz(ck_path.read_bytes())
+    except (ValueError, KeyError, OSError) as e:
+        log.warning("checkpoint %s unreadable (%s): starting over", ck_path, e)
+        return None
+    if meta.get("check") != ck_meta:
+        log.warning("checkpoint %s was written by another build: starting over", ck_path)
+        return None
+    return part
+
+
+def write_checkpoint(ck_path: Path, part: IndexPart, ck_meta: dict[str, Any]) -> None:
+    atomic_write(ck_path, part.to_npz({"check": ck_meta}))
 
 
 def build(lm: LoadedModel, source: Source, ds: ImageDataset | GalleryDataset, istore: IndexStore, *,
@@ -101,17 +135,12 @@ def build(lm: LoadedModel, source: Source, ds: ImageDataset | GalleryDataset, is
         start = base.part.count
         if base.part.covered not in ([], [(0, start)]):
             raise IndexBuildError("the base index does not cover a prefix of the data set")
-    elif resume and ck_path.is_file():
-        try:
-            part, meta, _ = IndexPart.from_npz(ck_path.read_bytes())
-        except (ValueError, KeyError, OSError) as e:
-            log.warning("checkpoint %s unreadable (%s): starting over", ck_path, e)
-        else:
-            if meta.get("check") == ck_meta and part.covered in ([], [(0, part.count)]):
-                acc.load(part)
-                start = part.count
-            else:
-                log.warning("checkpoint %s was written by another build: starting over", ck_path)
+    elif resume and (part := read_checkpoint(ck_path, ck_meta)) is not None:
+        if part.covered in ([], [(0, part.count)]):
+            acc.load(part)
+            start = part.count
+        else:  # a build on Ray maps shards in any order: resume it with --engine ray
+            log.warning("checkpoint %s covers scattered images (a build on Ray's): starting over", ck_path)
     prog = Progress(start, n, time.time(), resumed_from=start)
     if progress:
         progress(prog)
@@ -126,15 +155,25 @@ def build(lm: LoadedModel, source: Source, ds: ImageDataset | GalleryDataset, is
             if should_stop and should_stop():
                 raise BuildCancelled("the build was cancelled")
             acc.add(normalize(u8, pre), index, label)
-            prog.done = acc.part.count
+            prog.done = acc.count
             if progress:
                 progress(prog)
             if checkpoint_every >= 0 and prog.done < n and time.time() - last_ck >= checkpoint_every:
-                atomic_write(ck_path, acc.part.to_npz({"check": ck_meta}))
+                write_checkpoint(ck_path, acc.part, ck_meta)
                 last_ck = time.time()
             pause = throttle_s() if callable(throttle_s) else throttle_s
             if pause > 0:
                 time.sleep(pause)
+    return finish(lm, source, ds, istore, acc.part, module=module, layers=layers, k=k, started=t0)
+
+
+def finish(lm: LoadedModel, source: Source, ds: ImageDataset | GalleryDataset, istore: IndexStore, part: IndexPart, *,
+           module: torch.nn.Module, layers: Sequence[str], k: int, started: float) -> tuple[ExamplesIndex, Manifest]:
+    """The end of every build: receptive fields (on ``module``, a private copy of the model), :func:`finalize`,
+    the index and its manifest saved, the checkpoint removed."""
+    pre = lm.spec.preprocess
+    n = len(ds)
+    key = index_key(lm.name, lm.weights_sha256, source)
     fields = receptive_fields(module, pre.input_size)
     upscaled = n > 0 and min(ds[0][0].size) < pre.crop  # e.g. CIFAR-10 through an ImageNet model
     meta: dict[str, Any] = {"upscaled": upscaled,
@@ -144,12 +183,12 @@ def build(lm: LoadedModel, source: Source, ds: ImageDataset | GalleryDataset, is
         "layers": {li.name: list(li.output_shape) for li in lm.layers if li.name in set(layers)},
     }
     ref_of = ds.ref if isinstance(ds, GalleryDataset) else (lambda i: ds.samples[i].ref)  # type: ignore[union-attr]
-    index = finalize(acc.part, fields, meta, ref_of)
-    seconds = time.time() - t0
+    index = finalize(part, fields, meta, ref_of)
+    seconds = time.time() - started
     index.meta["seconds"] = seconds
     man = Manifest(key=key, model=lm.name, weights_sha256=lm.weights_sha256, source=asdict(source), k=k,
-                   count=acc.part.count, layers=len(layers), created=time.time(), seconds=seconds,
+                   count=part.count, layers=len(layers), created=time.time(), seconds=seconds,
                    gallery_ids=ds.ids if isinstance(ds, GalleryDataset) else [], upscaled=upscaled)
     istore.save(index, man)
-    ck_path.unlink(missing_ok=True)
+    istore.checkpoint_path(key).unlink(missing_ok=True)
     return index, man

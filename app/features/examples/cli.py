@@ -25,6 +25,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--checkpoint-every", type=float, default=30.0, help="seconds between checkpoints (0: every batch)")
     p.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint")
     p.add_argument("--throttle", type=float, default=0.0, help="seconds to pause after each batch (leave CPU to others)")
+    p.add_argument("--engine", choices=("local", "ray"), help="local: this process (default: the setting index_engine, "
+                   "local); ray: shards mapped over Ray actors (pip install .[ray]; --workers and --throttle do not apply)")
+    p.add_argument("--address", help="with --engine ray: the Ray cluster (auto, ray://head:10001 ...; default: the "
+                                     "setting ray_address, else a local Ray instance started here)")
+    p.add_argument("--actors", type=int, help="with --engine ray: actors, each holding the model once (default: the "
+                                              "setting ray_actors, else one per CPU Ray reports)")
     p.set_defaults(func=run)
 
 
@@ -34,9 +40,8 @@ def run(a: argparse.Namespace) -> int:
 
     from app.config import Settings
     from app.core.zoo import ModelLoadError, UnknownModelError
-    from app.features.examples.build import Progress, build, index_layers
+    from app.features.examples.build import Progress, build, index_layers, load_one_model
     from app.features.examples.index_store import IndexStore
-    from app.features.examples.service import load_one_model
     from app.features.examples.sources import IndexBuildError, open_source
     from app.store.database import Store
 
@@ -70,9 +75,19 @@ def run(a: argparse.Namespace) -> int:
         bar.update(p.done - bar.n)
 
     try:
-        index, man = build(lm, source, ds, istore, k=a.k, batch_size=a.batch_size, workers=a.workers,
-                           checkpoint_every=a.checkpoint_every, resume=not a.fresh, progress=on_progress,
-                           throttle_s=a.throttle)
+        if (a.engine or settings.index_engine) == "ray":
+            from app.features.examples.distributed import build_ray
+
+            index, man = build_ray(lm, source, ds, istore, settings=settings, k=a.k, batch_size=a.batch_size,
+                                   checkpoint_every=a.checkpoint_every, resume=not a.fresh, progress=on_progress,
+                                   address=a.address or settings.ray_address, actors=a.actors or settings.ray_actors or None)
+        else:
+            index, man = build(lm, source, ds, istore, k=a.k, batch_size=a.batch_size, workers=a.workers,
+                               checkpoint_every=a.checkpoint_every, resume=not a.fresh, progress=on_progress,
+                               throttle_s=a.throttle)
+    except IndexBuildError as e:
+        print(str(e), file=sys.stderr)
+        return 1
     finally:
         bar.close()
         store.close()

@@ -13,7 +13,7 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
@@ -22,9 +22,10 @@ from app.core import imaging
 from app.core.data import CIFAR10_ALIAS, ImageDataset
 from app.core.examples import Example, ExamplesIndex
 from app.core.receptive import LayerField, receptive_fields
-from app.core.zoo import LoadedModel, UnknownModelError, discover, load_model
+from app.core.zoo import LoadedModel
 from app.errors import BadParameterError
-from app.features.examples.build import DEFAULT_K, Progress, build, index_layers
+from app.features.examples.build import DEFAULT_K, Progress, build, index_layers, load_one_model  # noqa: F401 (moved)
+from app.features.examples.distributed import build_ray
 from app.features.examples.draw import render_crop
 from app.features.examples.errors import (  # noqa: F401 (the routes import them from here)
     NOTHING_TO_INDEX,
@@ -46,16 +47,6 @@ log = logging.getLogger("convscope.indexing")
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def load_one_model(name: str, settings: Any) -> LoadedModel:
-    """Load only the named model (the CLI does not need the whole zoo)."""
-    specs = discover(settings.models_dir, settings.torchvision_models, effnet=name == "efficientnet-lite0")
-    for s in specs:
-        if s.name == name:
-            return load_model(s)
-    raise UnknownModelError(name, [s.name for s in specs] + ([] if name == "efficientnet-lite0"
-                                                             else ["efficientnet-lite0"]))
 
 
 def check_unit(lm: LoadedModel, layer: str, channel: int) -> None:
@@ -156,10 +147,17 @@ class ExamplesService:
             job.resumed_from = pr.resumed_from
 
         low = job.low_priority  # small batches, each after a quiet moment
-        build(lm, source, ds, self.istore, k=k, batch_size=self.low_batch_size if low else self.batch_size, workers=workers,
-              checkpoint_every=self.checkpoint_every, progress=on_progress,
-              should_stop=(lambda: self.jobs.yield_to_interactive(job, low=True)) if low else (lambda: job.cancel_requested),
-              throttle_s=lambda: self.throttle_s, base=base, mp_context="spawn")
+        batch_size = self.low_batch_size if low else self.batch_size
+        stop = (lambda: self.jobs.yield_to_interactive(job, low=True)) if low else (lambda: job.cancel_requested)
+        st = self.engine.settings
+        if st.index_engine == "ray" and isinstance(ds, ImageDataset) and base is None:  # the gallery stays here
+            build_ray(lm, source, ds, self.istore, settings=st, k=k, batch_size=batch_size,
+                      checkpoint_every=self.checkpoint_every, progress=on_progress, should_stop=stop,
+                      address=st.ray_address, actors=st.ray_actors or None)
+        else:
+            build(lm, source, ds, self.istore, k=k, batch_size=batch_size, workers=workers,
+                  checkpoint_every=self.checkpoint_every, progress=on_progress, should_stop=stop,
+                  throttle_s=lambda: self.throttle_s, base=base, mp_context="spawn")
         job.message = "finished"
 
     def _gallery_base(self, key: str, ds: GalleryDataset) -> ExamplesIndex | None:
