@@ -131,3 +131,42 @@ def test_a_cancelled_build_resumes_from_its_checkpoint_with_the_rest(cluster: st
     assert "resuming from the checkpoint: 48 images already done" in out.stdout and f"{N} images, 12 layers, k=9" in out.stdout
     assert not list((tmp_path / "examples" / "checkpoints").glob("*.npz")), "the checkpoint goes once the index is stored"
     assert_same_index(the_index(tmp_path), plain)
+
+
+@needs_ray
+@needs_lenet
+def test_the_server_runs_its_index_jobs_on_ray_when_configured(cluster: str, setup: tuple, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    from fastapi.testclient import TestClient
+
+    from app.config import Settings
+    from app.features.examples import service
+    from app.main import create_app
+
+    data, _lm, plain = setup
+    calls: list[str | None] = []
+
+    def on_ray(*args: Any, **kw: Any) -> Any:
+        calls.append(kw.get("address"))
+        return build_ray(*args, **kw)
+
+    monkeypatch.setattr(service, "build_ray", on_ray)
+    settings = Settings(data_dir=tmp_path / "data", models_dir=ROOT / "models", torchvision_models=[],
+                        serve_efficientnet=False, default_model="lenet", dataset_path=str(data), torch_threads=1,
+                        index_engine="ray", ray_address=cluster, ray_actors=2, index_batch_size=BATCH)
+    with TestClient(create_app(settings)) as c:
+        r = c.post("/api/indexes", json={"model": "lenet", "dataset": "default", "split": "test"})
+        assert r.status_code == 202, r.text
+        deadline = time.time() + 120
+        while (job := c.get(r.headers["location"]).json())["state"] in ("queued", "running"):
+            assert time.time() < deadline, job
+            time.sleep(0.1)
+        assert job["state"] == "done", job
+        assert calls == [cluster]  # the job went to the configured cluster
+        ex = c.get("/api/models/lenet/layers/conv2/channels/3/examples")
+        assert ex.status_code == 200 and ex.json()["index"]["images"] == N
+        svc = c.app.state.services.examples  # type: ignore[attr-defined]
+        (man,) = svc.istore.manifests("lenet")
+        assert_same_index(svc.istore.load(man.key), plain)
