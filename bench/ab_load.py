@@ -20,14 +20,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
-
-import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import load  # noqa: E402
+from server import wait_ready  # noqa: E402
 
 
 def start(settings: str, port: int, model: str) -> subprocess.Popen[bytes]:
@@ -39,15 +37,8 @@ def start(settings: str, port: int, model: str) -> subprocess.Popen[bytes]:
     repo = env.pop("REPO", str(load.ROOT))
     proc = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--port", str(port)], cwd=repo, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(600):
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    proc.terminate()
-    raise SystemExit(f"server {settings!r} did not become ready")
+    wait_ready(f"http://127.0.0.1:{port}", proc, timeout=120)
+    return proc
 
 
 def main() -> None:

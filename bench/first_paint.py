@@ -17,13 +17,13 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import httpx
 import numpy as np
 from PIL import Image
 from playwright.sync_api import sync_playwright
+from server import wait_ready  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = ("lenet", "cifarnet", "efficientnet-lite0")
@@ -43,15 +43,8 @@ def start(repo: Path, port: int) -> subprocess.Popen[bytes]:
            "CONVSCOPE_FIRST_START_BUILDS": "false"}
     proc = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--port", str(port)], cwd=repo, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 180
-    while time.time() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.5)
-    proc.kill()
-    raise RuntimeError(f"the server in {repo} did not start")
+    wait_ready(f"http://127.0.0.1:{port}", proc)
+    return proc
 
 
 def main() -> int:

@@ -27,6 +27,8 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
+from server import wait_ready  # noqa: E402
+
 from conftest import make_photo  # noqa: E402
 
 
@@ -63,12 +65,7 @@ def main() -> None:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     try:
-        while True:
-            try:
-                if httpx.get(base + "/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
+        wait_ready(base, proc)
         print(f"ready after {time.time() - t0:.1f} s; jobs: {len(_active(base))}")
         seed, during = 1000, []
         end = time.time() + a.seconds

@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 from hostile_files import HOSTILE  # noqa: E402
+from server import wait_ready  # noqa: E402
 
 
 def photo(seed: int) -> bytes:
@@ -123,13 +124,7 @@ def main() -> int:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{a.port}"
     try:
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            try:
-                if httpx.get(url + "/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.3)
+        wait_ready(url, proc, timeout=120)
         half = a.clients // 2
         alone = run_phase(url, a.seconds, half, 0, files)  # the same normal clients in both phases
         rss_alone = peak_rss_mb(proc.pid)

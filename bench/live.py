@@ -31,6 +31,7 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from server import wait_ready  # noqa: E402
 
 
 def frames(n: int = 24, w: int = 320, h: int = 240) -> list[bytes]:
@@ -166,19 +167,7 @@ def main() -> int:
     proc = subprocess.Popen([sys.executable, __file__, "--serve", str(port), "--threads", str(a.threads),
                              "--models", a.models], cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
-        import httpx
-
-        deadline = time.time() + 120
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.time() > deadline or proc.poll() is not None:
-                print("server did not start", file=sys.stderr)
-                return 1
-            time.sleep(0.3)
+        wait_ready(f"http://127.0.0.1:{port}", proc, timeout=120, path="/healthz")
         data = frames()
         print(f"live bench: 320x240 JPEG frames over WebSocket, {a.seconds:g} s per model, server torch threads "
               f"{a.threads}, {os.cpu_count()} CPUs")

@@ -39,6 +39,7 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from server import wait_ready  # noqa: E402
 
 
 def photo(seed: int) -> bytes:
@@ -239,13 +240,7 @@ def main() -> None:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{a.port}"
     try:
-        for _ in range(300):
-            try:
-                if httpx.get(base + "/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
+        wait_ready(base, proc, timeout=60)
         # warm-up (not counted), then measure
         rss_start = rss_mb(proc.pid)
         arun(run_load(base, a.model, a.clients, a.seconds, a.warmup,

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
+from server import wait_ready  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
@@ -128,21 +129,6 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _wait_ready(base: str, proc: subprocess.Popen[bytes], timeout: float = 180) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the server exited ({proc.returncode})")
-        try:
-            with urllib.request.urlopen(f"{base}/readyz", timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.5)
-    raise RuntimeError("the server did not get ready")
-
-
 def kb(n: int) -> str:
     return f"{n / KB:,.0f} KB"
 
@@ -159,7 +145,7 @@ def main() -> int:
         proc = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--port", str(port)], cwd=ROOT, env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            _wait_ready(base, proc)
+            wait_ready(base, proc)
             ids = [upload(base, make_photo(seed), f"photo-{seed:02d}.jpg") for seed in range(12)]
             with urllib.request.urlopen(f"{base}/api/models", timeout=30) as r:
                 models = [m["name"] for m in json.load(r)]
