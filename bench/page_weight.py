@@ -30,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # also when loaded by path (its test)
 from server import wait_ready  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
